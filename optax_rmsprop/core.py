@@ -1,0 +1,603 @@
+"""The RMSProp update rule: its state, ``scale_by_rms`` and ``rmsprop``.
+
+Everything else in the package (presets, demos) builds on this module; this
+module imports nothing from the rest of the package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+__all__ = ["RMSPropState", "rmsprop", "scale_by_rms"]
+
+MaskOrFn = Any  # a pytree of bools shaped like the params (or a prefix), or a callable
+
+
+class RMSPropState(NamedTuple):
+    """State of :func:`rmsprop` and :func:`scale_by_rms`.
+
+    Buffers of features that are off are ``None`` (an empty pytree).
+    """
+
+    count: jax.Array  # int32 number of steps taken, saturating at 2**31 - 1
+    nu: optax.Updates  # leaky average of |g|^2
+    mu: optax.Updates | None  # leaky average of g (``centered=True``)
+    momentum: optax.Updates | None  # momentum buffer (``momentum`` not None)
+
+
+# ---------------------------------------------------------------------------
+# Hyperparameters: a number, a JAX scalar (also a tracer) or a schedule.
+
+_LIMITS = {  # name: (lowest, highest) allowed for a concrete value
+    "learning_rate": (0.0, math.inf),
+    "decay": (0.0, 1.0),
+    "eps": (0.0, math.inf),
+    "momentum": (0.0, math.inf),
+    "weight_decay": (0.0, math.inf),
+    "initial_scale": (0.0, math.inf),
+}
+
+
+def _is_tracer(x: Any) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+def _check_hyperparameter(name: str, value: Any) -> None:
+    """Raises for a hyperparameter of the wrong type or a concrete value out of range."""
+    if callable(value) and not isinstance(value, (jax.Array, np.ndarray)):
+        return  # a schedule: its values are checked (for shape) when it is called
+    if isinstance(value, bool) or not isinstance(
+        value, (numbers.Real, jax.Array, np.ndarray, np.generic)
+    ):
+        raise TypeError(
+            f"{name} must be a real number, a scalar array or a schedule (a callable "
+            f"of the step count); got {value!r} of type {type(value).__name__}."
+        )
+    if _is_tracer(value):
+        if jnp.ndim(value) != 0:
+            raise ValueError(f"{name} must be a scalar; got shape {jnp.shape(value)}.")
+        return  # values of tracers are unknown here
+    array = np.asarray(value)
+    if array.ndim != 0:
+        raise ValueError(f"{name} must be a scalar; got an array of shape {array.shape}.")
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise TypeError(f"{name} must be real; got dtype {array.dtype}.")
+    low, high = _LIMITS[name]
+    if not low <= float(array) <= high:  # also catches NaN
+        raise ValueError(f"{name} must be in [{low}, {high}]; got {float(array)}.")
+
+
+def _is_concrete_zero(value: Any) -> bool:
+    return (
+        not callable(value)
+        and not _is_tracer(value)
+        and not isinstance(value, bool)
+        and np.ndim(value) == 0
+        and float(np.asarray(value)) == 0.0
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rule:
+    """The static part of a configuration: everything that shapes the computation.
+
+    It is hashable, so one compiled update serves every transformation built with
+    the same rule, whatever the values of the numeric hyperparameters.
+    """
+
+    eps_in_sqrt: bool
+    centered: bool
+    nesterov: bool
+    bias_correction: bool
+    use_momentum: bool
+    lr_in_momentum: bool
+    weight_decay: str | None  # None, "coupled" or "decoupled"
+    weight_decay_mask: Any  # None, a callable, or (treedef, leaves) of a pytree
+    maximize: bool
+    split_complex: bool
+    scale_only: bool  # scale_by_rms: no learning rate and no sign flip
+    nu_dtype: Any
+    mu_dtype: Any
+    schedules: tuple[tuple[str, Callable[[jax.Array], Any]], ...]
+
+
+def _hashable_mask(mask: MaskOrFn | None) -> Any:
+    if mask is None or callable(mask):
+        return mask
+    leaves, treedef = jax.tree.flatten(mask)
+    for leaf in leaves:
+        if not isinstance(leaf, (bool, np.bool_)):
+            raise TypeError(
+                "weight_decay_mask must be a pytree of Python bools (or a callable "
+                f"returning one); found a leaf {leaf!r} of type {type(leaf).__name__}."
+            )
+    return treedef, tuple(bool(leaf) for leaf in leaves)
+
+
+def _mask_leaves(rule: _Rule, params: Any, treedef: Any) -> list[bool]:
+    """One bool per leaf of ``treedef``: whether weight decay applies to it."""
+    mask = rule.weight_decay_mask
+    if mask is None:
+        return [True] * treedef.num_leaves
+    if callable(mask):
+        mask = mask(params)
+    else:
+        mask = jax.tree.unflatten(*mask)
+    try:  # the mask may be a prefix of the params: broadcast each flag over its subtree
+        full = jax.tree.map(lambda m, p: jax.tree.map(lambda _: m, p), mask, params)
+    except ValueError as error:
+        raise ValueError(
+            f"weight_decay_mask must have the structure of the params (or a prefix "
+            f"of it): {error}"
+        ) from None
+    return [bool(m) if m is not None else False for m in treedef.flatten_up_to(full)]
+
+
+def _value(name: str, value: Any) -> Any:
+    if jnp.ndim(value) != 0:
+        raise ValueError(
+            f"the schedule for {name} must return a scalar; got shape {jnp.shape(value)}."
+        )
+    return value
+
+
+# ---------------------------------------------------------------------------
+# The rule.
+
+
+def _real_dtype(dtype: Any) -> np.dtype:
+    return jnp.finfo(dtype).dtype  # float32 for complex64, as for float32
+
+
+def _compute_dtype(*dtypes: Any) -> np.dtype:
+    """At least float32, whatever the parameter and state dtypes."""
+    return jnp.result_type(jnp.float32, *dtypes)
+
+
+def _to_pairs(x: jax.Array) -> jax.Array:
+    return jnp.stack([x.real, x.imag], axis=-1) if jnp.iscomplexobj(x) else x
+
+
+def _from_pairs(x: jax.Array, like: jax.Array) -> jax.Array:
+    return jax.lax.complex(x[..., 0], x[..., 1]) if jnp.iscomplexobj(like) else x
+
+
+def _abs_sq(x: jax.Array) -> jax.Array:
+    return (x.conj() * x).real if jnp.iscomplexobj(x) else x * x
+
+
+def _leaf_update(rule, h, t, decays_weight, g, p, v, m, b):
+    """One leaf of the update; see :func:`rmsprop` for the equations it follows."""
+    out_dtype = g.dtype
+    if rule.split_complex:  # PyTorch: real and imaginary parts are separate coordinates
+        g_in, g, p = g, _to_pairs(g), None if p is None else _to_pairs(p)
+    cd = _compute_dtype(g.dtype, v.dtype)
+    g = g.astype(cd)
+    lr, rho, eps = h.get("learning_rate"), h["decay"], h["eps"]
+    wd, mu_ = h.get("weight_decay"), h.get("momentum")
+
+    if rule.maximize:
+        g = -g
+    if rule.weight_decay == "coupled" and decays_weight:
+        g = g + wd * p.astype(cd)
+
+    new_v = (1 - rho) * _abs_sq(g) + rho * v.astype(cd)
+    v_hat = new_v
+    if rule.bias_correction:
+        v_hat = new_v / (1 - rho**t)
+    if rule.centered:
+        new_m = (1 - rho) * g + rho * m.astype(cd)
+        m_hat = new_m / (1 - rho**t) if rule.bias_correction else new_m
+        v_hat = jnp.maximum(v_hat - _abs_sq(m_hat), 0)  # clamp: no NaN from rounding
+
+    if rule.eps_in_sqrt:
+        s = jax.lax.rsqrt(v_hat + eps) * g
+    else:
+        s = 1 / (jnp.sqrt(v_hat) + eps) * g
+
+    if rule.scale_only:
+        u = s
+    elif not rule.use_momentum:
+        u = -lr * s
+    elif rule.lr_in_momentum:  # optax, Keras, TF1: b <- -lr s + mu b
+        u = -lr * s
+        new_b = u + mu_ * b.astype(cd)
+        u = u + mu_ * new_b if rule.nesterov else new_b
+    else:  # PyTorch: b <- s + mu b; u = -lr b
+        new_b = s + mu_ * b.astype(cd)
+        u = -lr * (s + mu_ * new_b if rule.nesterov else new_b)
+    if rule.weight_decay == "decoupled" and decays_weight:
+        u = u - lr * wd * p.astype(cd)
+
+    if rule.split_complex:
+        u = _from_pairs(u, g_in)
+    new_m = new_m.astype(m.dtype) if rule.centered else None
+    new_b = new_b.astype(b.dtype) if rule.use_momentum else None
+    return u.astype(out_dtype), new_v.astype(v.dtype), new_m, new_b
+
+
+def _flatten_like(tree: Any, treedef: Any, name: str) -> list[Any]:
+    try:
+        return treedef.flatten_up_to(tree)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"the tree structure of {name} does not match the updates': {error}"
+        ) from None
+
+
+def _step(updates, state, params, values, rule):
+    count = state.count
+    h = dict(values)
+    for name, schedule in rule.schedules:
+        h[name] = _value(name, schedule(count))
+    t = optax.safe_increment(count)
+
+    is_none = lambda x: x is None  # noqa: E731
+    gs, treedef = jax.tree.flatten(updates, is_leaf=is_none)
+    vs = _flatten_like(state.nu, treedef, "the state's nu")
+    ms = _flatten_like(state.mu, treedef, "the state's mu") if rule.centered else None
+    bs = _flatten_like(state.momentum, treedef, "the state's momentum") if rule.use_momentum else None
+    if rule.weight_decay:
+        if params is None:
+            raise ValueError("weight_decay needs the params: call update(grads, state, params).")
+        ps = _flatten_like(params, treedef, "params")
+        decays = _mask_leaves(rule, params, treedef)
+    else:
+        ps, decays = [None] * len(gs), [False] * len(gs)
+    ms = ms or [None] * len(gs)
+    bs = bs or [None] * len(gs)
+
+    paths = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_flatten_with_path(updates, is_leaf=is_none)[0]]
+    out = []
+    for path, g, p, v, m, b, d in zip(paths, gs, ps, vs, ms, bs, decays):
+        if g is None:
+            out.append((None, None, None, None))
+            continue
+        expected = v.shape[:-1] if rule.split_complex and jnp.iscomplexobj(g) else v.shape
+        if g.shape != expected:
+            raise ValueError(f"updates{path} has shape {g.shape} but its state has shape {expected}.")
+        out.append(_leaf_update(rule, h, t, d, g, p, v, m, b))
+    new_u, new_v, new_m, new_b = ([o[i] for o in out] for i in range(4))
+    unflatten = lambda leaves: jax.tree.unflatten(treedef, leaves)  # noqa: E731
+    return unflatten(new_u), RMSPropState(
+        count=t,
+        nu=unflatten(new_v),
+        mu=unflatten(new_m) if rule.centered else None,
+        momentum=unflatten(new_b) if rule.use_momentum else None,
+    )
+
+
+_jitted_step = jax.jit(_step, static_argnames="rule")
+
+
+def _build(
+    *,
+    learning_rate,
+    decay,
+    eps,
+    initial_scale,
+    eps_in_sqrt,
+    centered,
+    momentum,
+    nesterov,
+    bias_correction,
+    weight_decay,
+    decoupled_weight_decay,
+    weight_decay_mask,
+    lr_in_momentum,
+    maximize,
+    split_complex,
+    nu_dtype,
+    mu_dtype,
+) -> optax.GradientTransformationExtraArgs:
+    hyperparameters = {"decay": decay, "eps": eps}
+    if learning_rate is not None:
+        hyperparameters["learning_rate"] = learning_rate
+    if momentum is not None:
+        hyperparameters["momentum"] = momentum
+    use_weight_decay = not _is_concrete_zero(weight_decay)
+    if use_weight_decay:
+        hyperparameters["weight_decay"] = weight_decay
+    for name, value in {**hyperparameters, "initial_scale": initial_scale}.items():
+        _check_hyperparameter(name, value)
+    if callable(initial_scale) and not isinstance(initial_scale, (jax.Array, np.ndarray)):
+        raise TypeError("initial_scale must be a number or a scalar array, not a schedule.")
+    if (
+        not callable(decay)
+        and not _is_tracer(decay)
+        and float(np.asarray(decay)) == 1.0
+        and _is_concrete_zero(initial_scale)
+    ):
+        raise ValueError(
+            "decay=1 with initial_scale=0 keeps the accumulator at 0 forever, so every "
+            "step would be learning_rate * g / sqrt(eps); use decay < 1 or initial_scale > 0."
+        )
+    if nesterov and momentum is None:
+        raise ValueError("nesterov=True needs momentum: pass momentum=0.9, for example.")
+
+    rule = _Rule(
+        eps_in_sqrt=bool(eps_in_sqrt),
+        centered=bool(centered),
+        nesterov=bool(nesterov),
+        bias_correction=bool(bias_correction),
+        use_momentum=momentum is not None,
+        lr_in_momentum=bool(lr_in_momentum),
+        weight_decay=(
+            ("decoupled" if decoupled_weight_decay else "coupled") if use_weight_decay else None
+        ),
+        weight_decay_mask=_hashable_mask(weight_decay_mask),
+        maximize=bool(maximize),
+        split_complex=bool(split_complex),
+        scale_only=learning_rate is None,
+        nu_dtype=None if nu_dtype is None else jnp.dtype(nu_dtype),
+        mu_dtype=None if mu_dtype is None else jnp.dtype(mu_dtype),
+        schedules=tuple(
+            (name, value)
+            for name, value in hyperparameters.items()
+            if callable(value) and not isinstance(value, (jax.Array, np.ndarray))
+        ),
+    )
+    values = {
+        name: value
+        for name, value in hyperparameters.items()
+        if name not in dict(rule.schedules)
+    }
+    try:
+        hash(rule)
+        jittable = True
+    except TypeError:  # an unhashable schedule object: run the rule op by op
+        jittable = False
+
+    def init_fn(params: optax.Params) -> RMSPropState:
+        def leaf_state(p, dtype):
+            if rule.split_complex and jnp.iscomplexobj(p):
+                shape = (*jnp.shape(p), 2)
+                dtype = dtype or _real_dtype(p.dtype)
+            else:
+                shape = jnp.shape(p)
+            return shape, dtype
+
+        def nu(path, p):
+            _check_param(path, p)
+            if p is None:
+                return None
+            shape, dtype = leaf_state(p, rule.nu_dtype or _real_dtype(p.dtype))
+            return jnp.full(shape, initial_scale, dtype)
+
+        def zeros(p, dtype):
+            shape, dtype = leaf_state(p, dtype or p.dtype)
+            return jnp.zeros(shape, dtype)
+
+        is_none = lambda x: x is None  # noqa: E731
+        mu = jax.tree.map(lambda p: zeros(p, rule.mu_dtype), params) if rule.centered else None
+        return RMSPropState(
+            count=jnp.zeros([], jnp.int32),
+            nu=jax.tree_util.tree_map_with_path(nu, params, is_leaf=is_none),
+            mu=mu,
+            momentum=(
+                jax.tree.map(lambda p: zeros(p, rule.mu_dtype), params)
+                if rule.use_momentum
+                else None
+            ),
+        )
+
+    def update_fn(
+        updates: optax.Updates,
+        state: RMSPropState,
+        params: optax.Params | None = None,
+        **extra_args: Any,
+    ) -> tuple[optax.Updates, RMSPropState]:
+        del extra_args
+        if not isinstance(state, RMSPropState):
+            raise TypeError(
+                f"state must be the RMSPropState made by init; got {type(state).__name__}."
+            )
+        traced = any(_is_tracer(x) for x in jax.tree.leaves((state.count, updates, values)))
+        if traced or not jittable:  # inside the caller's trace the rule simply inlines
+            return _step(updates, state, params, values, rule)
+        return _jitted_step(updates, state, params, values, rule=rule)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _check_param(path: Any, p: Any) -> None:
+    if p is None:
+        return
+    dtype = jnp.result_type(p)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise TypeError(
+            f"params{jax.tree_util.keystr(path)} has dtype {dtype}: RMSProp updates only "
+            "floating-point or complex leaves. Leave the others out with optax.masked or "
+            "optax.partition."
+        )
+
+
+def scale_by_rms(
+    decay: optax.ScalarOrSchedule = 0.9,
+    eps: optax.ScalarOrSchedule = 1e-8,
+    initial_scale: jax.typing.ArrayLike = 0.0,
+    eps_in_sqrt: bool = True,
+    centered: bool = False,
+    bias_correction: bool = False,
+    *,
+    maximize: bool = False,
+    split_complex: bool = False,
+    nu_dtype: Any = None,
+    mu_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Rescales updates by the root of a leaky average of their squares.
+
+    The learning-rate-free part of :func:`rmsprop`: it returns
+    :math:`s_t = g_t / \sqrt{\hat v_t + \varepsilon}` (or
+    :math:`g_t / (\sqrt{\hat v_t} + \varepsilon)`), without the step size or the
+    sign, like :func:`optax.scale_by_rms` (and :func:`optax.scale_by_stddev` with
+    ``centered=True``). Chain it with :func:`optax.scale_by_learning_rate`.
+
+    Args: as :func:`rmsprop`.
+
+    Returns:
+      An :class:`optax.GradientTransformationExtraArgs` with state
+      :class:`RMSPropState`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import optax_rmsprop
+      >>> tx = optax_rmsprop.scale_by_rms(decay=0.0, eps=0.0)
+      >>> updates, _ = tx.update(jnp.array([-2.0, 3.0]), tx.init(jnp.zeros(2)))
+      >>> updates  # with decay 0 the step is g / |g|
+      Array([-1.,  1.], dtype=float32)
+    """
+    return _build(
+        learning_rate=None,
+        decay=decay,
+        eps=eps,
+        initial_scale=initial_scale,
+        eps_in_sqrt=eps_in_sqrt,
+        centered=centered,
+        momentum=None,
+        nesterov=False,
+        bias_correction=bias_correction,
+        weight_decay=0.0,
+        decoupled_weight_decay=False,
+        weight_decay_mask=None,
+        lr_in_momentum=True,
+        maximize=maximize,
+        split_complex=split_complex,
+        nu_dtype=nu_dtype,
+        mu_dtype=mu_dtype,
+    )
+
+
+def rmsprop(
+    learning_rate: optax.ScalarOrSchedule,
+    decay: optax.ScalarOrSchedule = 0.9,
+    eps: optax.ScalarOrSchedule = 1e-8,
+    initial_scale: jax.typing.ArrayLike = 0.0,
+    eps_in_sqrt: bool = True,
+    centered: bool = False,
+    momentum: optax.ScalarOrSchedule | None = None,
+    nesterov: bool = False,
+    bias_correction: bool = False,
+    *,
+    weight_decay: optax.ScalarOrSchedule = 0.0,
+    decoupled_weight_decay: bool = False,
+    weight_decay_mask: MaskOrFn | None = None,
+    lr_in_momentum: bool = True,
+    maximize: bool = False,
+    split_complex: bool = False,
+    nu_dtype: Any = None,
+    mu_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""RMSProp, with every variant in one update rule.
+
+    A drop-in for :func:`optax.rmsprop`: the nine positional arguments have its
+    names, order and defaults, and give its updates. At step :math:`t` (from 1),
+    with :math:`\eta_t, \rho_t, \mu_t, \lambda_t, \varepsilon_t` the values of the
+    hyperparameters (each a number or a schedule of the step count :math:`t-1`):
+
+    .. math::
+
+      \begin{align*}
+        g_t &\leftarrow -g_t \text{ if maximize} \\
+        g_t &\leftarrow g_t + \lambda_t \theta_{t-1}
+          \text{ (coupled weight decay)} \\
+        v_t &\leftarrow (1 - \rho_t) |g_t|^2 + \rho_t v_{t-1},
+          \quad v_0 = \text{initial\_scale} \\
+        \bar m_t &\leftarrow (1 - \rho_t) g_t + \rho_t \bar m_{t-1}
+          \text{ (centered)}, \quad \bar m_0 = 0 \\
+        \hat v_t, \hat m_t &\leftarrow v_t / (1 - \rho_t^t),\;
+          \bar m_t / (1 - \rho_t^t) \text{ (bias correction)} \\
+        \sigma^2_t &\leftarrow \max(\hat v_t - |\hat m_t|^2, 0)
+          \text{ (centered) else } \hat v_t \\
+        s_t &\leftarrow g_t / \sqrt{\sigma^2_t + \varepsilon_t}
+          \text{ (eps\_in\_sqrt) else } g_t / (\sqrt{\sigma^2_t} + \varepsilon_t) \\
+        b_t &\leftarrow -\eta_t s_t + \mu_t b_{t-1},\; u_t = b_t
+          \text{ (nesterov: } u_t = -\eta_t s_t + \mu_t b_t) \\
+        b_t &\leftarrow s_t + \mu_t b_{t-1},\; u_t = -\eta_t b_t
+          \text{ (lr\_in\_momentum=False; nesterov: } u_t = -\eta_t(s_t + \mu_t b_t)) \\
+        u_t &\leftarrow -\eta_t s_t \text{ (no momentum)} \\
+        u_t &\leftarrow u_t - \eta_t \lambda_t \theta_{t-1}
+          \text{ (decoupled weight decay)}
+      \end{align*}
+
+    The arithmetic runs in at least float32 and the update is cast back to the
+    gradient's dtype. Unlike every framework, the centered variance is clamped at
+    zero, so rounding cannot make it negative and the step NaN.
+
+    With ``bias_correction=True`` and ``eps_in_sqrt=False`` this is Adam with
+    ``b1=0``: ``rmsprop(lr, decay=b2, eps=eps, eps_in_sqrt=False,
+    bias_correction=True)`` equals ``optax.adam(lr, b1=0.0, b2=b2, eps=eps)``.
+
+    Args:
+      learning_rate: :math:`\eta`, a number, a scalar array or a schedule.
+      decay: :math:`\rho` in [0, 1], the leaky average's decay.
+      eps: :math:`\varepsilon` >= 0, keeps the denominator away from zero.
+      initial_scale: :math:`v_0`; PyTorch, Keras and optax use 0, TF1 uses 1.
+      eps_in_sqrt: add ``eps`` inside the root (optax, Keras, TF1, MXNet) or
+        outside it (PyTorch).
+      centered: divide by the root of the variance (Graves, 2013) instead of the
+        second moment.
+      momentum: :math:`\mu` >= 0, or ``None`` for no momentum buffer at all.
+      nesterov: Nesterov momentum (needs ``momentum``).
+      bias_correction: divide the leaky averages by :math:`1 - \rho^t`.
+      weight_decay: :math:`\lambda` >= 0.
+      decoupled_weight_decay: ``False`` adds :math:`\lambda\theta` to the
+        gradient (PyTorch, MXNet); ``True`` subtracts :math:`\eta\lambda\theta`
+        from the update (Keras, AdamW).
+      weight_decay_mask: a pytree of bools with the params' structure (or a
+        prefix), or a callable of the params returning one, as in
+        :func:`optax.add_decayed_weights`: weight decay applies where True.
+      lr_in_momentum: keep :math:`\eta` inside the momentum buffer (optax,
+        Keras, TF1) or apply the current :math:`\eta` to the whole buffer
+        (PyTorch); they differ only when :math:`\eta` changes.
+      maximize: ascend instead of descend (PyTorch's ``maximize``).
+      split_complex: treat the real and imaginary part of a complex parameter as
+        two coordinates (PyTorch) instead of using :math:`|g|^2` (optax).
+      nu_dtype: dtype of :math:`v` (default: the parameter's real dtype).
+      mu_dtype: dtype of :math:`\bar m` and :math:`b` (default: the parameter's).
+
+    Returns:
+      An :class:`optax.GradientTransformationExtraArgs` with state
+      :class:`RMSPropState`.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> import optax_rmsprop
+      >>> f = lambda x: jnp.sum(x**2)
+      >>> tx = optax_rmsprop.rmsprop(learning_rate=0.1)
+      >>> params = jnp.array([1.0, 2.0, 3.0])
+      >>> state = tx.init(params)
+      >>> for _ in range(3):
+      ...     updates, state = tx.update(jax.grad(f)(params), state, params)
+      ...     params = optax.apply_updates(params, updates)
+      >>> print(f"{f(params):.4f}")
+      7.1012
+    """
+    return _build(
+        learning_rate=learning_rate,
+        decay=decay,
+        eps=eps,
+        initial_scale=initial_scale,
+        eps_in_sqrt=eps_in_sqrt,
+        centered=centered,
+        momentum=momentum,
+        nesterov=nesterov,
+        bias_correction=bias_correction,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
+        weight_decay_mask=weight_decay_mask,
+        lr_in_momentum=lr_in_momentum,
+        maximize=maximize,
+        split_complex=split_complex,
+        nu_dtype=nu_dtype,
+        mu_dtype=mu_dtype,
+    )

@@ -1,0 +1,253 @@
+"""Presets that reproduce each framework's RMSProp, with its own argument names.
+
+Each function takes the framework's argument names and defaults and returns an
+:class:`optax.GradientTransformationExtraArgs` whose updates equal that
+framework's, to float32 rounding. They only set the arguments of
+:func:`optax_rmsprop.rmsprop` (plus, for MXNet/Gluon, the gradient rescaling and
+clipping optax already has); extra keyword arguments (``nu_dtype``,
+``weight_decay_mask``, ...) are passed on to it.
+
+============  ===========  ==========  ===========  ==============  ==============
+preset        ε            v₀          lr/momentum  weight decay    complex
+============  ===========  ==========  ===========  ==============  ==============
+``torch``     outside √    0           outside      coupled (L2)    (re, im) pairs
+``keras``     inside √     0           inside       decoupled       \\|g\\|²
+``tf1``       inside √     1           inside       none            \\|g\\|²
+``gluon``     inside √     0           inside       coupled (L2)    \\|g\\|²
+``d2l``       inside √     0           no momentum  none            \\|g\\|²
+============  ===========  ==========  ===========  ==============  ==============
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from optax_rmsprop.core import rmsprop
+
+__all__ = ["d2l", "gluon", "keras", "tf1", "torch"]
+
+
+def _momentum_or_none(momentum: Any) -> Any:
+    """Frameworks that test ``momentum > 0`` keep no buffer for a plain 0."""
+    if isinstance(momentum, (int, float)) and not isinstance(momentum, bool) and momentum == 0:
+        return None
+    return momentum
+
+
+def torch(
+    lr: optax.ScalarOrSchedule = 0.01,
+    alpha: optax.ScalarOrSchedule = 0.99,
+    eps: optax.ScalarOrSchedule = 1e-8,
+    weight_decay: optax.ScalarOrSchedule = 0,
+    momentum: optax.ScalarOrSchedule = 0,
+    centered: bool = False,
+    maximize: bool = False,
+    **kwargs: Any,
+) -> optax.GradientTransformationExtraArgs:
+    r"""``torch.optim.RMSprop`` (PyTorch 2.x).
+
+    Matches: ε outside the root, :math:`v_0 = 0`, coupled L2 weight decay added
+    to the (possibly negated) gradient, the current ``lr`` applied to the whole
+    momentum buffer (so a schedule acts as PyTorch's LR schedulers do), and
+    complex parameters updated as independent (real, imaginary) pairs.
+
+    Cannot match: ``foreach``/``fused``/``capturable`` (implementation choices
+    with the same arithmetic), ``differentiable``, and parameter groups (use
+    :func:`optax.multi_transform`). A schedule here is a function of the step
+    count, so call ``scheduler.step()`` once per optimizer step in PyTorch to
+    compare.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from optax_rmsprop import presets
+      >>> tx = presets.torch(lr=0.01, alpha=0.99, momentum=0.9, centered=True)
+      >>> params = jnp.ones(3)
+      >>> updates, state = tx.update(jnp.ones(3), tx.init(params), params)
+      >>> updates.dtype
+      dtype('float32')
+    """
+    return rmsprop(
+        lr,
+        decay=alpha,
+        eps=eps,
+        eps_in_sqrt=False,
+        centered=centered,
+        momentum=_momentum_or_none(momentum),
+        weight_decay=weight_decay,
+        lr_in_momentum=False,
+        maximize=maximize,
+        split_complex=True,
+        **kwargs,
+    )
+
+
+def keras(
+    learning_rate: optax.ScalarOrSchedule = 0.001,
+    rho: optax.ScalarOrSchedule = 0.9,
+    momentum: optax.ScalarOrSchedule = 0.0,
+    epsilon: optax.ScalarOrSchedule = 1e-7,
+    centered: bool = False,
+    weight_decay: optax.ScalarOrSchedule | None = None,
+    **kwargs: Any,
+) -> optax.GradientTransformationExtraArgs:
+    r"""``keras.optimizers.RMSprop`` (Keras 3, any backend).
+
+    Matches: ε inside the root, :math:`v_0 = 0`, ``learning_rate`` inside the
+    momentum buffer, and Keras's decoupled weight decay
+    :math:`\theta \leftarrow \theta - \eta\lambda\theta` (pass
+    ``weight_decay_mask`` for ``exclude_from_weight_decay``).
+
+    Cannot match: ``clipnorm``/``clipvalue``/``global_clipnorm`` (chain
+    :func:`optax.clip_by_global_norm` and friends before it), ``use_ema``,
+    ``loss_scale_factor`` and ``gradient_accumulation_steps`` (use
+    :class:`optax.MultiSteps`). Keras does not support complex variables; here
+    they use :math:`|g|^2`.
+    """
+    return rmsprop(
+        learning_rate,
+        decay=rho,
+        eps=epsilon,
+        eps_in_sqrt=True,
+        centered=centered,
+        momentum=_momentum_or_none(momentum),
+        weight_decay=0.0 if weight_decay is None else weight_decay,
+        decoupled_weight_decay=True,
+        **kwargs,
+    )
+
+
+def tf1(
+    learning_rate: optax.ScalarOrSchedule,
+    decay: optax.ScalarOrSchedule = 0.9,
+    momentum: optax.ScalarOrSchedule = 0.0,
+    epsilon: optax.ScalarOrSchedule = 1e-10,
+    centered: bool = False,
+    **kwargs: Any,
+) -> optax.GradientTransformationExtraArgs:
+    r"""``tf.compat.v1.train.RMSPropOptimizer`` (the ``ApplyRMSProp`` kernels).
+
+    Matches: the mean square starts at **1** (not 0), ε inside the root, and
+    ``learning_rate`` inside the momentum buffer:
+    :math:`mom \leftarrow \mu\, mom + \eta g / \sqrt{ms + \varepsilon}`.
+
+    Cannot match: the sparse kernels for ``IndexedSlices`` gradients, which
+    decay only the rows a batch touches (here every row decays every step), and
+    ``use_locking``. The centered variance is clamped at zero here, so where TF1
+    would produce NaN from rounding this stays finite.
+    """
+    return rmsprop(
+        learning_rate,
+        decay=decay,
+        eps=epsilon,
+        initial_scale=1.0,
+        eps_in_sqrt=True,
+        centered=centered,
+        momentum=_momentum_or_none(momentum),
+        **kwargs,
+    )
+
+
+def _clip_weights(bound: float) -> optax.GradientTransformation:
+    """Changes the update so that the new parameters lie in ``[-bound, bound]``."""
+
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("clip_weights needs the params: call update(grads, state, params).")
+        updates = jax.tree.map(
+            lambda u, p: (jnp.clip(p + u, -bound, bound) - p).astype(u.dtype), updates, params
+        )
+        return updates, state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _check_bound(name: str, value: Any) -> None:
+    if value is not None and not (np.ndim(value) == 0 and float(value) >= 0):
+        raise ValueError(f"{name} must be None or a number >= 0; got {value!r}.")
+
+
+def gluon(
+    learning_rate: optax.ScalarOrSchedule = 0.001,
+    gamma1: optax.ScalarOrSchedule = 0.9,
+    gamma2: optax.ScalarOrSchedule = 0.9,
+    epsilon: optax.ScalarOrSchedule = 1e-8,
+    centered: bool = False,
+    clip_weights: float | None = None,
+    wd: optax.ScalarOrSchedule = 0.0,
+    rescale_grad: float = 1.0,
+    clip_gradient: float | None = None,
+    **kwargs: Any,
+) -> optax.GradientTransformationExtraArgs:
+    r"""MXNet 1.x ``mx.optimizer.RMSProp`` (``gluon.Trainer(..., 'rmsprop')``).
+
+    Matches: the gradient is ``rescale_grad * g + wd * θ``, then clipped to
+    ±``clip_gradient``; ε inside the root; non-centered it has no momentum
+    (``gamma2`` is unused); centered it is Graves's variant with momentum
+    ``gamma2`` and the learning rate inside the buffer; the new weights are
+    clipped to ±``clip_weights``. The Chinese edition of d2l uses it with
+    ``gamma1``.
+
+    Cannot match: per-parameter ``lr_mult``/``wd_mult`` (use
+    :func:`optax.multi_transform`) and multi-precision master weights.
+    Returns a single :func:`optax_rmsprop.rmsprop` when no rescaling or
+    clipping is asked for, otherwise an :func:`optax.chain` around it.
+    """
+    _check_bound("clip_gradient", clip_gradient)
+    _check_bound("clip_weights", clip_weights)
+    core = dict(
+        decay=gamma1,
+        eps=epsilon,
+        eps_in_sqrt=True,
+        centered=centered,
+        momentum=gamma2 if centered else None,
+        **kwargs,
+    )
+    if clip_gradient is None and rescale_grad == 1.0 and clip_weights is None:
+        return rmsprop(learning_rate, weight_decay=wd, **core)
+    parts = []
+    if rescale_grad != 1.0:
+        parts.append(optax.scale(rescale_grad))
+    parts.append(optax.add_decayed_weights(wd))
+    if clip_gradient is not None:
+        parts.append(optax.clip(clip_gradient))
+    parts.append(rmsprop(learning_rate, **core))
+    if clip_weights is not None:
+        parts.append(_clip_weights(clip_weights))
+    return optax.chain(*parts)
+
+
+def d2l(
+    lr: optax.ScalarOrSchedule,
+    gamma: optax.ScalarOrSchedule,
+    eps: optax.ScalarOrSchedule = 1e-6,
+    **kwargs: Any,
+) -> optax.GradientTransformationExtraArgs:
+    r"""The from-scratch rule of *Dive into Deep Learning*, section 11.8.
+
+    :math:`s \leftarrow \gamma s + (1-\gamma) g^2`,
+    :math:`\theta \leftarrow \theta - \eta\, g / \sqrt{s + \epsilon}`, with
+    ``eps=1e-6`` as in the book. Its "concise" versions use the framework
+    optimizers: :func:`gluon`, :func:`torch` and :func:`keras`.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax
+      >>> from optax_rmsprop import presets
+      >>> grad = lambda x: jnp.array([0.2 * x[0], 4 * x[1]])  # f = 0.1 x1² + 2 x2²
+      >>> tx, x = presets.d2l(lr=0.4, gamma=0.9), jnp.array([-5.0, -2.0])
+      >>> state = tx.init(x)
+      >>> for _ in range(20):
+      ...     updates, state = tx.update(grad(x), state)
+      ...     x = optax.apply_updates(x, updates)
+      >>> print(f"epoch 20, x1: {x[0]:f}, x2: {x[1]:f}")
+      epoch 20, x1: -0.010599, x2: 0.000000
+    """
+    return rmsprop(lr, decay=gamma, eps=eps, eps_in_sqrt=True, **kwargs)
