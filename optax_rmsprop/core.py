@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optax_rmsprop import quantize
+
 __all__ = ["RMSPropState", "rmsprop", "scale_by_rms"]
 
 MaskOrFn = Any  # a pytree of bools shaped like the params (or a prefix), or a callable
@@ -29,7 +31,7 @@ class RMSPropState(NamedTuple):
     """
 
     count: jax.Array  # int32 number of steps taken, saturating at 2**31 - 1
-    nu: optax.Updates  # leaky average of |g|^2
+    nu: optax.Updates  # leaky average of |g|^2 (a QuantizedArray per leaf for int8)
     mu: optax.Updates | None  # leaky average of g (``centered=True``)
     momentum: optax.Updates | None  # momentum buffer (``momentum`` not None)
 
@@ -105,7 +107,7 @@ class _Rule:
     maximize: bool
     split_complex: bool
     scale_only: bool  # scale_by_rms: no learning rate and no sign flip
-    nu_dtype: Any
+    nu_dtype: Any  # None, a float dtype, or a quantize.Int8
     mu_dtype: Any
     schedules: tuple[tuple[str, Callable[[jax.Array], Any]], ...]
 
@@ -136,8 +138,7 @@ def _mask_leaves(rule: _Rule, params: Any, treedef: Any) -> list[bool]:
         full = jax.tree.map(lambda m, p: jax.tree.map(lambda _: m, p), mask, params)
     except ValueError as error:
         raise ValueError(
-            f"weight_decay_mask must have the structure of the params (or a prefix "
-            f"of it): {error}"
+            f"weight_decay_mask must have the structure of the params (or a prefix of it): {error}"
         ) from None
     return [bool(m) if m is not None else False for m in treedef.flatten_up_to(full)]
 
@@ -180,6 +181,9 @@ def _leaf_update(rule, h, t, decays_weight, g, p, v, m, b):
     out_dtype = g.dtype
     if rule.split_complex:  # PyTorch: real and imaginary parts are separate coordinates
         g_in, g, p = g, _to_pairs(g), None if p is None else _to_pairs(p)
+    stored_v = v
+    if isinstance(v, quantize.QuantizedArray):
+        v = quantize.dequantize(v, rule.nu_dtype)
     cd = _compute_dtype(g.dtype, v.dtype)
     g = g.astype(cd)
     lr, rho, eps = h.get("learning_rate"), h["decay"], h["eps"]
@@ -222,7 +226,11 @@ def _leaf_update(rule, h, t, decays_weight, g, p, v, m, b):
         u = _from_pairs(u, g_in)
     new_m = new_m.astype(m.dtype) if rule.centered else None
     new_b = new_b.astype(b.dtype) if rule.use_momentum else None
-    return u.astype(out_dtype), new_v.astype(v.dtype), new_m, new_b
+    if isinstance(stored_v, quantize.QuantizedArray):
+        new_v = quantize.quantize(new_v, rule.nu_dtype)
+    else:
+        new_v = new_v.astype(v.dtype)
+    return u.astype(out_dtype), new_v, new_m, new_b
 
 
 def _flatten_like(tree: Any, treedef: Any, name: str) -> list[Any]:
@@ -242,29 +250,32 @@ def _step(updates, state, params, values, rule):
     t = optax.safe_increment(count)
 
     is_none = lambda x: x is None  # noqa: E731
-    gs, treedef = jax.tree.flatten(updates, is_leaf=is_none)
+    keyed, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=is_none)
+    n = len(keyed)
     vs = _flatten_like(state.nu, treedef, "the state's nu")
-    ms = _flatten_like(state.mu, treedef, "the state's mu") if rule.centered else None
-    bs = _flatten_like(state.momentum, treedef, "the state's momentum") if rule.use_momentum else None
+    ms = _flatten_like(state.mu, treedef, "the state's mu") if rule.centered else [None] * n
+    bs = [None] * n
+    if rule.use_momentum:
+        bs = _flatten_like(state.momentum, treedef, "the state's momentum")
+    ps, decays = [None] * n, [False] * n
     if rule.weight_decay:
         if params is None:
             raise ValueError("weight_decay needs the params: call update(grads, state, params).")
         ps = _flatten_like(params, treedef, "params")
         decays = _mask_leaves(rule, params, treedef)
-    else:
-        ps, decays = [None] * len(gs), [False] * len(gs)
-    ms = ms or [None] * len(gs)
-    bs = bs or [None] * len(gs)
 
-    paths = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_flatten_with_path(updates, is_leaf=is_none)[0]]
     out = []
-    for path, g, p, v, m, b, d in zip(paths, gs, ps, vs, ms, bs, decays):
+    for (path, g), p, v, m, b, d in zip(keyed, ps, vs, ms, bs, decays, strict=True):
         if g is None:
             out.append((None, None, None, None))
             continue
-        expected = v.shape[:-1] if rule.split_complex and jnp.iscomplexobj(g) else v.shape
+        shape = v.codes.shape if isinstance(v, quantize.QuantizedArray) else v.shape
+        expected = shape[:-1] if rule.split_complex and jnp.iscomplexobj(g) else shape
         if g.shape != expected:
-            raise ValueError(f"updates{path} has shape {g.shape} but its state has shape {expected}.")
+            raise ValueError(
+                f"updates{jax.tree_util.keystr(path)} has shape {g.shape} but its state "
+                f"has shape {expected}."
+            )
         out.append(_leaf_update(rule, h, t, d, g, p, v, m, b))
     new_u, new_v, new_m, new_b = ([o[i] for o in out] for i in range(4))
     unflatten = lambda leaves: jax.tree.unflatten(treedef, leaves)  # noqa: E731
@@ -338,8 +349,8 @@ def _build(
         maximize=bool(maximize),
         split_complex=bool(split_complex),
         scale_only=learning_rate is None,
-        nu_dtype=None if nu_dtype is None else jnp.dtype(nu_dtype),
-        mu_dtype=None if mu_dtype is None else jnp.dtype(mu_dtype),
+        nu_dtype=_state_dtype("nu_dtype", nu_dtype, allow_int8=True),
+        mu_dtype=_state_dtype("mu_dtype", mu_dtype, allow_int8=False),
         schedules=tuple(
             (name, value)
             for name, value in hyperparameters.items()
@@ -347,9 +358,7 @@ def _build(
         ),
     )
     values = {
-        name: value
-        for name, value in hyperparameters.items()
-        if name not in dict(rule.schedules)
+        name: value for name, value in hyperparameters.items() if name not in dict(rule.schedules)
     }
     try:
         hash(rule)
@@ -370,7 +379,13 @@ def _build(
             _check_param(path, p)
             if p is None:
                 return None
-            shape, dtype = leaf_state(p, rule.nu_dtype or _real_dtype(p.dtype))
+            if isinstance(rule.nu_dtype, quantize.Int8):
+                shape, _ = leaf_state(p, None)
+                if rule.nu_dtype.applies_to(shape):
+                    return quantize.full(shape, initial_scale, rule.nu_dtype)
+                shape, dtype = leaf_state(p, jnp.float32)
+            else:
+                shape, dtype = leaf_state(p, rule.nu_dtype or _real_dtype(p.dtype))
             return jnp.full(shape, initial_scale, dtype)
 
         def zeros(p, dtype):
@@ -407,6 +422,24 @@ def _build(
         return _jitted_step(updates, state, params, values, rule=rule)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _state_dtype(name: str, dtype: Any, allow_int8: bool) -> Any:
+    if dtype is None or isinstance(dtype, quantize.Int8):
+        if isinstance(dtype, quantize.Int8) and not allow_int8:
+            raise ValueError(f"{name} must be None or a float dtype; 8-bit storage is for nu.")
+        return dtype
+    if isinstance(dtype, str) and dtype == "int8":
+        if not allow_int8:
+            raise ValueError(f"{name} must be None or a float dtype; 8-bit storage is for nu.")
+        return quantize.Int8()
+    try:
+        dtype = jnp.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name} must be None, a float dtype or 'int8'; got {dtype!r}.") from None
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"{name} must be a float dtype (or 'int8' for nu_dtype); got {dtype}.")
+    return dtype
 
 
 def _check_param(path: Any, p: Any) -> None:

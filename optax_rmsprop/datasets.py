@@ -17,7 +17,7 @@ __all__ = ["AIRFOIL_SHA1", "AIRFOIL_URL", "find_airfoil", "load_airfoil"]
 
 AIRFOIL_SHA1 = "76e5be1548fd8222e5074cf0faae75edff8cf93f"
 AIRFOIL_URL = "http://d2l-data.s3-accelerate.amazonaws.com/airfoil_self_noise.dat"
-_DEFAULT = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "airfoil_self_noise.dat"
+_DEFAULT = pathlib.Path(__file__).resolve().parents[2] / "shared/data/airfoil_self_noise.dat"
 
 
 def find_airfoil(path: str | os.PathLike | None = None) -> pathlib.Path:
