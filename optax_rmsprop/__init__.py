@@ -1,8 +1,19 @@
 """RMSProp for JAX as an optax ``GradientTransformation``, with every variant and
 presets that reproduce PyTorch, Keras, TF1, MXNet/Gluon and the d2l textbook."""
 
-from optax_rmsprop import presets
+from optax_rmsprop import presets, quantize
 from optax_rmsprop.core import RMSPropState, rmsprop, scale_by_rms
+from optax_rmsprop.memory import StateSize, state_size
+from optax_rmsprop.quantize import Int8
 
-__all__ = ["RMSPropState", "presets", "rmsprop", "scale_by_rms"]
+__all__ = [
+    "Int8",
+    "RMSPropState",
+    "StateSize",
+    "presets",
+    "quantize",
+    "rmsprop",
+    "scale_by_rms",
+    "state_size",
+]
 __version__ = "0.1.0"
