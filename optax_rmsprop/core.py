@@ -368,12 +368,9 @@ def _build(
 
     def init_fn(params: optax.Params) -> RMSPropState:
         def leaf_state(p, dtype):
-            if rule.split_complex and jnp.iscomplexobj(p):
-                shape = (*jnp.shape(p), 2)
-                dtype = dtype or _real_dtype(p.dtype)
-            else:
-                shape = jnp.shape(p)
-            return shape, dtype
+            if rule.split_complex and jnp.iscomplexobj(p):  # (re, im) pairs of reals
+                return (*jnp.shape(p), 2), _real_dtype(dtype or p.dtype)
+            return jnp.shape(p), dtype
 
         def nu(path, p):
             _check_param(path, p)

@@ -4,8 +4,8 @@ Each function takes the framework's argument names and defaults and returns an
 :class:`optax.GradientTransformationExtraArgs` whose updates equal that
 framework's, to float32 rounding. They only set the arguments of
 :func:`optax_rmsprop.rmsprop` (plus, for MXNet/Gluon, the gradient rescaling and
-clipping optax already has); extra keyword arguments (``nu_dtype``,
-``weight_decay_mask``, ...) are passed on to it.
+clipping optax already has). The keyword-only ``nu_dtype`` and ``mu_dtype`` (and
+``weight_decay_mask`` where the framework has weight decay) are passed on to it.
 
 ============  ===========  ==========  ===========  ==============  ==============
 preset        ε            v₀          lr/momentum  weight decay    complex
@@ -47,7 +47,10 @@ def torch(
     momentum: optax.ScalarOrSchedule = 0,
     centered: bool = False,
     maximize: bool = False,
-    **kwargs: Any,
+    *,
+    weight_decay_mask: Any = None,
+    nu_dtype: Any = None,
+    mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.RMSprop`` (PyTorch 2.x).
 
@@ -82,7 +85,9 @@ def torch(
         lr_in_momentum=False,
         maximize=maximize,
         split_complex=True,
-        **kwargs,
+        weight_decay_mask=weight_decay_mask,
+        nu_dtype=nu_dtype,
+        mu_dtype=mu_dtype,
     )
 
 
@@ -93,7 +98,10 @@ def keras(
     epsilon: optax.ScalarOrSchedule = 1e-7,
     centered: bool = False,
     weight_decay: optax.ScalarOrSchedule | None = None,
-    **kwargs: Any,
+    *,
+    weight_decay_mask: Any = None,
+    nu_dtype: Any = None,
+    mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``keras.optimizers.RMSprop`` (Keras 3, any backend).
 
@@ -117,7 +125,9 @@ def keras(
         momentum=_momentum_or_none(momentum),
         weight_decay=0.0 if weight_decay is None else weight_decay,
         decoupled_weight_decay=True,
-        **kwargs,
+        weight_decay_mask=weight_decay_mask,
+        nu_dtype=nu_dtype,
+        mu_dtype=mu_dtype,
     )
 
 
@@ -127,7 +137,9 @@ def tf1(
     momentum: optax.ScalarOrSchedule = 0.0,
     epsilon: optax.ScalarOrSchedule = 1e-10,
     centered: bool = False,
-    **kwargs: Any,
+    *,
+    nu_dtype: Any = None,
+    mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``tf.compat.v1.train.RMSPropOptimizer`` (the ``ApplyRMSProp`` kernels).
 
@@ -148,7 +160,8 @@ def tf1(
         eps_in_sqrt=True,
         centered=centered,
         momentum=_momentum_or_none(momentum),
-        **kwargs,
+        nu_dtype=nu_dtype,
+        mu_dtype=mu_dtype,
     )
 
 
@@ -185,7 +198,10 @@ def gluon(
     wd: optax.ScalarOrSchedule = 0.0,
     rescale_grad: float = 1.0,
     clip_gradient: float | None = None,
-    **kwargs: Any,
+    *,
+    weight_decay_mask: Any = None,
+    nu_dtype: Any = None,
+    mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""MXNet 1.x ``mx.optimizer.RMSProp`` (``gluon.Trainer(..., 'rmsprop')``).
 
@@ -209,14 +225,15 @@ def gluon(
         eps_in_sqrt=True,
         centered=centered,
         momentum=gamma2 if centered else None,
-        **kwargs,
+        nu_dtype=nu_dtype,
+        mu_dtype=mu_dtype,
     )
     if clip_gradient is None and rescale_grad == 1.0 and clip_weights is None:
-        return rmsprop(learning_rate, weight_decay=wd, **core)
+        return rmsprop(learning_rate, weight_decay=wd, weight_decay_mask=weight_decay_mask, **core)
     parts = []
     if rescale_grad != 1.0:
         parts.append(optax.scale(rescale_grad))
-    parts.append(optax.add_decayed_weights(wd))
+    parts.append(optax.add_decayed_weights(wd, weight_decay_mask))
     if clip_gradient is not None:
         parts.append(optax.clip(clip_gradient))
     parts.append(rmsprop(learning_rate, **core))
@@ -229,7 +246,9 @@ def d2l(
     lr: optax.ScalarOrSchedule,
     gamma: optax.ScalarOrSchedule,
     eps: optax.ScalarOrSchedule = 1e-6,
-    **kwargs: Any,
+    *,
+    nu_dtype: Any = None,
+    mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""The from-scratch rule of *Dive into Deep Learning*, section 11.8.
 
@@ -250,4 +269,4 @@ def d2l(
       >>> print(f"epoch 20, x1: {x[0]:f}, x2: {x[1]:f}")
       epoch 20, x1: -0.010599, x2: 0.000000
     """
-    return rmsprop(lr, decay=gamma, eps=eps, eps_in_sqrt=True, **kwargs)
+    return rmsprop(lr, decay=gamma, eps=eps, eps_in_sqrt=True, nu_dtype=nu_dtype, mu_dtype=mu_dtype)
