@@ -1,0 +1,327 @@
+"""A short offline tour of the package: ``python -m optax_rmsprop``.
+
+Three parts, each printing what it finds:
+
+1. the 2-D trace of *Dive into Deep Learning* 11.8 with :func:`presets.d2l`;
+2. every preset, and ``optax.rmsprop``, on one ill-conditioned quadratic with the
+   same learning rate and decay, so that the rows differ only in ε, where ε
+   sits, and the starting mean square v₀;
+3. a small MLP trained with a jitted step on data made here from a seed.
+
+With matplotlib installed it also writes ``d2l_trace.png``, ``presets.png`` and
+``mlp.png`` to ``--out``. Nothing is downloaded. The progress bar is tqdm's when
+tqdm is installed, otherwise a one-line counter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import optax_rmsprop
+from optax_rmsprop import presets
+
+__all__ = ["main"]
+
+PLOTS = ("d2l_trace.png", "presets.png", "mlp.png")
+
+
+# ---------------------------------------------------------------------------
+# Progress bar: tqdm if installed (it is not a dependency), else a counter.
+
+
+class _Counter:
+    """A stand-in for tqdm: ``desc: n/total`` redrawn on one line of stderr."""
+
+    def __init__(self, total: int, desc: str, file: Any = None) -> None:
+        self.total, self.desc, self.n = total, desc, 0
+        self.file = sys.stderr if file is None else file
+        self._shown = -1
+        self._draw()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        self._draw()
+
+    def _draw(self) -> None:
+        percent = 100 * self.n // max(self.total, 1)
+        if percent != self._shown:  # at most 101 redraws, however many steps
+            self._shown = percent
+            self.file.write(f"\r{self.desc}: {self.n}/{self.total}")
+            self.file.flush()
+
+    def close(self) -> None:
+        self.file.write("\r" + " " * (len(self.desc) + 2 * len(str(self.total)) + 3) + "\r")
+        self.file.flush()
+
+
+def _progress(total: int, desc: str) -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _Counter(total, desc)
+    return tqdm(total=total, desc=desc, leave=False)
+
+
+# ---------------------------------------------------------------------------
+# 1. d2l 11.8: f(x) = 0.1 x1² + 2 x2² from (-5, -2), eta 0.4, gamma 0.9, 20 steps.
+
+
+def _d2l_f(x1: Any, x2: Any) -> Any:
+    return 0.1 * x1**2 + 2 * x2**2
+
+
+def d2l_trace(steps: int = 20) -> np.ndarray:
+    """The points :func:`presets.d2l` visits, as d2l's ``train_2d`` records them."""
+    tx = presets.d2l(lr=0.4, gamma=0.9)
+    x = jnp.array([-5.0, -2.0])
+    state = tx.init(x)
+    trace = [np.asarray(x)]
+    for _ in range(steps):
+        grad = jnp.array([0.2 * x[0], 4 * x[1]])
+        updates, state = tx.update(grad, state)
+        x = optax.apply_updates(x, updates)
+        trace.append(np.asarray(x))
+    return np.stack(trace)
+
+
+# ---------------------------------------------------------------------------
+# 2. The presets side by side on f(x) = 1/2 sum_i a_i x_i², a_i from 1 down to 1e-4.
+
+QUAD_DIM, QUAD_STEPS, QUAD_LR = 8, 300, 0.02
+QUAD_CURVATURE = np.logspace(0, -4, QUAD_DIM, dtype=np.float32)
+
+
+def _preset_rows(lr: optax.ScalarOrSchedule) -> list[tuple[str, Any, str, str, str]]:
+    """(call, transformation, ε, where ε sits, v₀) for every preset, same lr and decay."""
+    return [
+        ("presets.torch(lr, alpha=0.9)", presets.torch(lr, alpha=0.9), "1e-8", "outside", "0"),
+        ("presets.keras(lr)", presets.keras(lr), "1e-7", "inside", "0"),
+        ("presets.tf1(lr)", presets.tf1(lr), "1e-10", "inside", "1"),
+        ("presets.gluon(lr)", presets.gluon(lr), "1e-8", "inside", "0"),
+        ("presets.d2l(lr, gamma=0.9)", presets.d2l(lr, gamma=0.9), "1e-6", "inside", "0"),
+        ("optax_rmsprop.rmsprop(lr)", optax_rmsprop.rmsprop(lr), "1e-8", "inside", "0"),
+        ("optax.rmsprop(lr)", optax.rmsprop(lr), "1e-8", "inside", "0"),
+    ]
+
+
+def _quadratic(x: jax.Array) -> jax.Array:
+    return 0.5 * jnp.sum(QUAD_CURVATURE * x**2)
+
+
+def _run_quadratic(tx: optax.GradientTransformation) -> np.ndarray:
+    """Loss before each step and after the last: ``QUAD_STEPS + 1`` values."""
+
+    @jax.jit
+    def run(x0):
+        def step(carry, _):
+            x, state = carry
+            updates, state = tx.update(jax.grad(_quadratic)(x), state, x)
+            x = optax.apply_updates(x, updates)
+            return (x, state), _quadratic(x)
+
+        _, losses = jax.lax.scan(step, (x0, tx.init(x0)), length=QUAD_STEPS)
+        return jnp.concatenate([_quadratic(x0)[None], losses])
+
+    return np.asarray(run(jnp.ones(QUAD_DIM)))
+
+
+def compare_presets() -> dict[str, tuple[str, str, str, np.ndarray]]:
+    lr = optax.cosine_decay_schedule(QUAD_LR, QUAD_STEPS)
+    rows = _preset_rows(lr)
+    results = {}
+    bar = _progress(len(rows), "presets")
+    for call, tx, eps, where, v0 in rows:
+        results[call] = (eps, where, v0, _run_quadratic(tx))
+        bar.update()
+    bar.close()
+    return results
+
+
+# ---------------------------------------------------------------------------
+# 3. An MLP 2-64-64-1 on y = sin(2 x1) cos(x2) + noise, full batch, jitted step.
+
+MLP_SIZES, MLP_STEPS, MLP_POINTS, MLP_NOISE = (2, 64, 64, 1), 1000, 1024, 0.05
+MLP_REPORT = (0, 100, 250, 500, 1000)
+
+
+def _mlp_data(rng: np.random.Generator, n: int) -> tuple[jax.Array, jax.Array]:
+    x = rng.uniform(-2.0, 2.0, (n, 2)).astype(np.float32)
+    y = np.sin(2 * x[:, 0]) * np.cos(x[:, 1]) + MLP_NOISE * rng.standard_normal(n)
+    return jnp.asarray(x), jnp.asarray(y, dtype=jnp.float32)
+
+
+def _mlp_init(key: jax.Array) -> list[dict[str, jax.Array]]:
+    keys = jax.random.split(key, len(MLP_SIZES) - 1)
+    return [
+        {"w": jax.random.normal(k, (m, n)) / np.sqrt(m), "b": jnp.zeros(n)}
+        for k, m, n in zip(keys, MLP_SIZES[:-1], MLP_SIZES[1:], strict=True)
+    ]
+
+
+def _mlp_predict(params: list[dict[str, jax.Array]], x: jax.Array) -> jax.Array:
+    for layer in params[:-1]:
+        x = jnp.tanh(x @ layer["w"] + layer["b"])
+    return (x @ params[-1]["w"] + params[-1]["b"])[:, 0]
+
+
+def _mse(params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
+    return jnp.mean((_mlp_predict(params, x) - y) ** 2)
+
+
+def train_mlp(seed: int = 0) -> tuple[np.ndarray, dict[int, tuple[float, float]]]:
+    """Train losses per step, and (train, test) MSE at the steps in ``MLP_REPORT``."""
+    rng = np.random.default_rng(seed)
+    x_train, y_train = _mlp_data(rng, MLP_POINTS)
+    x_test, y_test = _mlp_data(rng, MLP_POINTS)
+    tx = optax_rmsprop.rmsprop(1e-3, centered=True, momentum=0.9)
+    params = _mlp_init(jax.random.key(seed))
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params, state):
+        loss, grads = jax.value_and_grad(_mse)(params, x_train, y_train)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, loss
+
+    evaluate = jax.jit(_mse)
+    losses, table = [], {}
+    bar = _progress(MLP_STEPS, "MLP")
+    for i in range(MLP_STEPS + 1):
+        if i in MLP_REPORT:
+            table[i] = (
+                float(evaluate(params, x_train, y_train)),
+                float(evaluate(params, x_test, y_test)),
+            )
+        if i == MLP_STEPS:
+            break
+        params, state, loss = step(params, state)
+        losses.append(loss)
+        bar.update()
+    bar.close()
+    return np.asarray(jax.device_get(losses)), table
+
+
+# ---------------------------------------------------------------------------
+# Plots (matplotlib is optional) and the command line.
+
+
+def save_plots(
+    out: pathlib.Path,
+    trace: np.ndarray,
+    preset_losses: dict[str, tuple[str, str, str, np.ndarray]],
+    mlp_losses: np.ndarray,
+) -> list[pathlib.Path]:
+    """Writes the three PNGs with matplotlib's Agg canvas; skips them without matplotlib."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        print("matplotlib is not installed: skipping the plots (pip install matplotlib).")
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+
+    def figure(name: str, draw: Callable[[Any], None], size=(6.0, 4.0)) -> pathlib.Path:
+        fig = Figure(figsize=size, layout="constrained")
+        FigureCanvasAgg(fig)
+        draw(fig.add_subplot())
+        path = out / name
+        fig.savefig(path, dpi=100)
+        return path
+
+    def draw_trace(ax):  # as d2l's show_trace_2d
+        x1, x2 = np.meshgrid(np.arange(-5.5, 1.0, 0.1), np.arange(-3.0, 1.0, 0.1))
+        ax.contour(x1, x2, _d2l_f(x1, x2), colors="#1f77b4")
+        ax.plot(trace[:, 0], trace[:, 1], "-o", color="#ff7f0e")
+        ax.set(xlabel="x1", ylabel="x2", title="presets.d2l(lr=0.4, gamma=0.9), 20 steps")
+
+    def draw_presets(ax):
+        for call, (_, _, _, losses) in preset_losses.items():
+            style = "--" if call.startswith("optax.") else "-"
+            ax.semilogy(np.maximum(losses, 1e-30), style, label=call)
+        ax.set(xlabel="step", ylabel="loss", ylim=(1e-12, 2.0), title="ill-conditioned quadratic")
+        ax.legend(fontsize="small", loc="upper right")
+
+    def draw_mlp(ax):
+        ax.semilogy(mlp_losses)
+        ax.set(xlabel="step", ylabel="train MSE", title="MLP, rmsprop(1e-3, centered, momentum)")
+
+    return [
+        figure(PLOTS[0], draw_trace),
+        figure(PLOTS[1], draw_presets, size=(7.0, 4.5)),
+        figure(PLOTS[2], draw_mlp),
+    ]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m optax_rmsprop",
+        description="A short offline tour of optax_rmsprop: the d2l 11.8 trace, the "
+        "presets side by side, and a small MLP. Writes PNG plots when matplotlib is "
+        "installed.",
+    )
+    parser.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=pathlib.Path("tour_output"),
+        help="folder for the PNG plots (default: ./tour_output)",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="do not write the plots")
+    return parser
+
+
+def main(argv: Sequence[str | os.PathLike[str]] | None = None) -> int:
+    """Runs the tour; ``argv`` as on the command line (paths may be path objects)."""
+    args = _parser().parse_args(None if argv is None else [os.fspath(a) for a in argv])
+    start = time.perf_counter()
+    print(
+        f"optax_rmsprop {optax_rmsprop.__version__} (jax {jax.__version__}, "
+        f"optax {optax.__version__}, {jax.default_backend()})"
+    )
+
+    print("\n1. d2l 11.8: f = 0.1 x1^2 + 2 x2^2 from (-5, -2), presets.d2l(lr=0.4, gamma=0.9)")
+    trace = d2l_trace()
+    print(f"epoch {len(trace) - 1}, x1: {trace[-1, 0]:f}, x2: {trace[-1, 1]:f}")
+
+    print(
+        f"\n2. Presets on f = 1/2 sum a_i x_i^2, a_i = 1 ... 1e-4 ({QUAD_DIM} coordinates), "
+        f"x0 = 1,\n   lr cosine {QUAD_LR} -> 0 over {QUAD_STEPS} steps, decay 0.9 for all, "
+        "so the rows differ\n   only in eps, where eps sits (inside or outside the root) and v0"
+    )
+    preset_losses = compare_presets()
+    mid = QUAD_STEPS // 3
+    print(
+        f"{'preset':<30} {'eps':>6} {'eps at':>8} {'v0':>3} {'loss@' + str(mid):>10} "
+        f"{'loss@' + str(QUAD_STEPS):>10}"
+    )
+    for call, (eps, where, v0, losses) in preset_losses.items():
+        print(f"{call:<30} {eps:>6} {where:>8} {v0:>3} {losses[mid]:>10.3e} {losses[-1]:>10.3e}")
+
+    print(
+        f"\n3. MLP {'-'.join(map(str, MLP_SIZES))} (tanh) on y = sin(2 x1) cos(x2) + "
+        f"{MLP_NOISE} noise, {MLP_POINTS} train / {MLP_POINTS} test points,\n"
+        "   optax_rmsprop.rmsprop(1e-3, centered=True, momentum=0.9), full batch, jitted step"
+    )
+    mlp_losses, table = train_mlp()
+    print(f"{'step':>5} {'train MSE':>10} {'test MSE':>10}")
+    for i, (train, test) in table.items():
+        print(f"{i:>5} {train:>10.5f} {test:>10.5f}")
+
+    if args.no_plots:
+        print("\nplots skipped (--no-plots)")
+    else:
+        paths = save_plots(args.out, trace, preset_losses, mlp_losses)
+        if paths:
+            print(f"\nplots: {', '.join(str(p) for p in paths)}")
+    print(f"done in {time.perf_counter() - start:.1f} s")
+    return 0
