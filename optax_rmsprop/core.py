@@ -194,7 +194,7 @@ def _leaf_update(rule, h, t, decays_weight, g, p, v, m, b):
     if rule.weight_decay == "coupled" and decays_weight:
         g = g + wd * p.astype(cd)
 
-    new_v = (1 - rho) * _abs_sq(g) + rho * v.astype(cd)
+    new_v = (1 - rho) * _abs_sq(g) + rho * v.astype(_real_dtype(cd))
     v_hat = new_v
     if rule.bias_correction:
         v_hat = new_v / (1 - rho**t)
