@@ -260,7 +260,11 @@ def _step(updates, state, params, values, rule):
     ps, decays = [None] * n, [False] * n
     if rule.weight_decay:
         if params is None:
-            raise ValueError("weight_decay needs the params: call update(grads, state, params).")
+            raise ValueError(
+                "weight_decay needs the params: call update(grads, state, params). (Under "
+                "optax.inject_hyperparams a weight decay of 0 is a traced value; leave it "
+                "None to turn weight decay off.)"
+            )
         ps = _flatten_like(params, treedef, "params")
         decays = _mask_leaves(rule, params, treedef)
 
@@ -315,7 +319,7 @@ def _build(
         hyperparameters["learning_rate"] = learning_rate
     if momentum is not None:
         hyperparameters["momentum"] = momentum
-    use_weight_decay = not _is_concrete_zero(weight_decay)
+    use_weight_decay = weight_decay is not None and not _is_concrete_zero(weight_decay)
     if use_weight_decay:
         hyperparameters["weight_decay"] = weight_decay
     for name, value in {**hyperparameters, "initial_scale": initial_scale}.items():
@@ -496,7 +500,7 @@ def scale_by_rms(
         momentum=None,
         nesterov=False,
         bias_correction=bias_correction,
-        weight_decay=0.0,
+        weight_decay=None,
         decoupled_weight_decay=False,
         weight_decay_mask=None,
         lr_in_momentum=True,
@@ -518,7 +522,7 @@ def rmsprop(
     nesterov: bool = False,
     bias_correction: bool = False,
     *,
-    weight_decay: optax.ScalarOrSchedule = 0.0,
+    weight_decay: optax.ScalarOrSchedule | None = None,
     decoupled_weight_decay: bool = False,
     weight_decay_mask: MaskOrFn | None = None,
     lr_in_momentum: bool = True,
@@ -579,7 +583,8 @@ def rmsprop(
       momentum: :math:`\mu` >= 0, or ``None`` for no momentum buffer at all.
       nesterov: Nesterov momentum (needs ``momentum``).
       bias_correction: divide the leaky averages by :math:`1 - \rho^t`.
-      weight_decay: :math:`\lambda` >= 0.
+      weight_decay: :math:`\lambda` >= 0; ``None`` (or a plain 0) turns weight
+        decay off, so ``update`` needs no params.
       decoupled_weight_decay: ``False`` adds :math:`\lambda\theta` to the
         gradient (PyTorch, MXNet); ``True`` subtracts :math:`\eta\lambda\theta`
         from the update (Keras, AdamW).
@@ -612,6 +617,8 @@ def rmsprop(
       >>> print(f"{f(params):.4f}")
       7.1012
     """
+    if learning_rate is None:
+        raise TypeError("learning_rate must be a number, a scalar array or a schedule; got None.")
     return _build(
         learning_rate=learning_rate,
         decay=decay,

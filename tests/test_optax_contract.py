@@ -1,0 +1,739 @@
+"""The optax contract: what any optax ``GradientTransformation`` must honour.
+
+For :func:`optax_rmsprop.rmsprop` (every variant) and the presets: ``jax.jit``,
+``optax.inject_hyperparams``, ``optax.MultiSteps``, ``optax.chain`` with
+clipping and a schedule, extra arguments, dtype and shape stability under
+``lax.cond``/``lax.scan`` (also for bfloat16), no recompilation, ``jax.vmap``
+over parameters and over hyperparameters, ``optax.apply_if_finite`` and
+``optax.masked``.
+
+Compilations are counted with :mod:`jax.monitoring`'s backend-compile event (one
+per XLA compilation, whatever triggers it), and the eager path's compiled step
+with ``optax_rmsprop.core._jitted_step._cache_size()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import optax_rmsprop
+from optax_rmsprop import core, presets, quantize
+
+BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+@contextlib.contextmanager
+def count_compilations() -> Iterator[list[str]]:
+    """Yields a list that collects the name of each XLA compilation in the block."""
+    names: list[str] = []
+
+    def listener(event: str, duration: float, **kwargs: Any) -> None:
+        del duration
+        if event == BACKEND_COMPILE_EVENT:
+            names.append(str(kwargs.get("fun_name")))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield names
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+# ---------------------------------------------------------------------------
+# Parameters, gradients and the transformations under test.
+
+
+def make_params(seed: int = 0, dtype: Any = jnp.float32) -> dict:
+    rng = np.random.default_rng(seed)
+    tree = {
+        "dense": {"w": rng.normal(size=(3, 4)), "b": rng.normal(size=(4,))},
+        "scale": rng.normal(size=(2,)),
+    }
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype), tree)
+
+
+def make_grads(seed: int, like: Any, scale: float = 1.0) -> Any:
+    rng = np.random.default_rng(1000 + seed)
+    return jax.tree.map(lambda p: jnp.asarray(scale * rng.normal(size=p.shape), p.dtype), like)
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "centered": {"centered": True},
+    "momentum": {"momentum": 0.9},
+    "nesterov": {"momentum": 0.9, "nesterov": True},
+    "centered-momentum-eps_outside": {"centered": True, "momentum": 0.9, "eps_in_sqrt": False},
+    "momentum-lr_outside": {"momentum": 0.9, "lr_in_momentum": False},
+    "coupled_weight_decay": {"weight_decay": 0.01},
+    "decoupled_weight_decay-masked": {
+        "weight_decay": 0.01,
+        "decoupled_weight_decay": True,
+        "weight_decay_mask": {"dense": {"w": True, "b": False}, "scale": False},
+    },
+    "bias_correction": {"bias_correction": True},
+    "centered-momentum-nu_int8-mu_bfloat16": {  # w (12 values) in 8-bit blocks of 4
+        "centered": True,
+        "momentum": 0.9,
+        "nu_dtype": quantize.Int8(block_size=4, min_size=8),
+        "mu_dtype": jnp.bfloat16,
+    },
+    "everything": {
+        "centered": True,
+        "momentum": 0.9,
+        "nesterov": True,
+        "bias_correction": True,
+        "weight_decay": 0.01,
+        "initial_scale": 0.1,
+    },
+}
+
+PRESETS: dict[str, Callable[[], optax.GradientTransformation]] = {
+    "torch": lambda: presets.torch(lr=0.01, momentum=0.9, centered=True, weight_decay=0.01),
+    "keras": lambda: presets.keras(learning_rate=0.01, momentum=0.9, weight_decay=0.01),
+    "tf1": lambda: presets.tf1(0.01, momentum=0.9, centered=True),
+    "gluon": lambda: presets.gluon(0.01, centered=True, wd=0.01),
+    "gluon-rescaled-clipped": lambda: presets.gluon(
+        0.01, rescale_grad=0.5, clip_gradient=1.0, clip_weights=2.0, wd=0.01
+    ),
+    "d2l": lambda: presets.d2l(0.01, 0.9),
+}
+
+TRANSFORMS: dict[str, Callable[[], optax.GradientTransformation]] = {
+    **{
+        f"rmsprop-{name}": functools.partial(optax_rmsprop.rmsprop, 0.01, **kwargs)
+        for name, kwargs in VARIANTS.items()
+    },
+    **{f"preset-{name}": make for name, make in PRESETS.items()},
+}
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+# For the slower tests (eager optax wrappers, one compilation per case): the variant
+# with every feature, the plain one, a masked one, and the presets that are a chain.
+REPRESENTATIVE = [
+    "rmsprop-plain",
+    "rmsprop-everything",
+    "rmsprop-decoupled_weight_decay-masked",
+    "rmsprop-centered-momentum-nu_int8-mu_bfloat16",
+    "preset-torch",
+    "preset-gluon-rescaled-clipped",
+]
+
+
+def cases(*pairs: tuple[str, ...]) -> list[Any]:
+    """``pytest.param``s with ids such as ``rmsprop-plain-eager``."""
+    return [pytest.param(*pair, id="-".join(pair)) for pair in pairs]
+
+
+def assert_trees_close(actual: Any, expected: Any, rtol: float = 1e-5, atol: float = 1e-7):
+    assert jax.tree.structure(actual) == jax.tree.structure(expected)
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+        assert jnp.shape(a) == jnp.shape(e)
+        assert jnp.result_type(a) == jnp.result_type(e)
+        np.testing.assert_allclose(
+            np.asarray(a, np.float64), np.asarray(e, np.float64), rtol=rtol, atol=atol
+        )
+
+
+def assert_trees_differ(a: Any, b: Any) -> None:
+    assert any(
+        not np.allclose(np.asarray(x, np.float64), np.asarray(y, np.float64))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
+
+
+def avals(tree: Any) -> Any:
+    return jax.tree.map(lambda x: (jnp.shape(x), jnp.result_type(x)), tree)
+
+
+def eager_run(tx, params, grads_seq):
+    """Plain Python loop of eager updates: the reference every other path must equal."""
+    state = tx.init(params)
+    for grads in grads_seq:
+        updates, state = tx.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+    return params, state
+
+
+def test_compilation_counter_sees_a_compilation():
+    """The counter the no-recompilation tests rely on does count compilations."""
+
+    def affine(x):
+        return x * 3 + 1
+
+    x, y = jnp.ones(5), jnp.zeros(5)
+    with count_compilations() as compiled:
+        jax.jit(affine)(x)
+        jax.jit(affine)(y)  # cached: no second compilation
+    assert compiled == ["jit(affine)"]
+
+
+# ---------------------------------------------------------------------------
+# jax.jit, and no recompilation of a jitted train step
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_jit_equals_eager_and_the_train_step_compiles_once(name):
+    tx = TRANSFORMS[name]()
+    params = make_params()
+    grads_seq = [make_grads(i, params) for i in range(3)]
+    traces = []
+
+    @jax.jit
+    def step(params, state, grads):
+        traces.append(None)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    jit_state = jax.jit(tx.init)(params)
+    # Same avals (weak types included) whether init runs eagerly or under jit,
+    # so a train step first fed either state is not traced again for the next.
+    assert jax.tree.map(jax.typeof, jit_state) == jax.tree.map(jax.typeof, tx.init(params))
+    jit_params, jit_state = step(params, jit_state, grads_seq[0])  # compiles
+    with count_compilations() as compiled:
+        for grads in grads_seq[1:]:  # new values, and a state made by update: cached
+            jit_params, jit_state = step(jit_params, jit_state, grads)
+        jax.block_until_ready(jit_params)
+    assert compiled == []
+    assert len(traces) == 1
+    eager_params, eager_state = eager_run(tx, params, grads_seq)
+    assert_trees_close(jit_params, eager_params)
+    assert_trees_close(jit_state, eager_state)
+    assert_trees_differ(jit_params, params)
+
+
+# ---------------------------------------------------------------------------
+# optax.inject_hyperparams
+
+INJECTABLE = {  # factory, the injected hyperparameters, and new values for them
+    "rmsprop": (
+        optax_rmsprop.rmsprop,
+        {"learning_rate": 0.1, "momentum": 0.9},
+        {"learning_rate": 0.02, "momentum": 0.5},
+    ),
+    "rmsprop-centered-decay": (
+        functools.partial(optax_rmsprop.rmsprop, centered=True),
+        {"learning_rate": 0.1, "decay": 0.9},
+        {"learning_rate": 0.02, "decay": 0.5},
+    ),
+    "preset-torch": (presets.torch, {"lr": 0.1, "momentum": 0.9}, {"lr": 0.02, "momentum": 0.5}),
+    "preset-keras": (
+        presets.keras,
+        {"learning_rate": 0.1, "rho": 0.9},
+        {"learning_rate": 0.02, "rho": 0.5},
+    ),
+    "preset-tf1": (presets.tf1, {"learning_rate": 0.1}, {"learning_rate": 0.02}),
+    "preset-d2l": (presets.d2l, {"lr": 0.1, "gamma": 0.9}, {"lr": 0.02, "gamma": 0.5}),
+    "preset-gluon": (
+        presets.gluon,
+        {"learning_rate": 0.1, "gamma1": 0.9},
+        {"learning_rate": 0.02, "gamma1": 0.5},
+    ),
+}
+# Numbers that decide the structure of the transformation rather than its
+# arithmetic: inject_hyperparams must leave them as they are.
+STATIC_ARGS = {"preset-gluon": ("rescale_grad", "clip_gradient", "clip_weights")}
+
+
+def inject(name: str) -> tuple[Callable, dict, dict, optax.GradientTransformation]:
+    """The factory, its values, new values, and the injected transformation."""
+    factory, values, new_values = INJECTABLE[name]
+    injected = optax.inject_hyperparams(factory, static_args=STATIC_ARGS.get(name, ()))
+    return factory, values, new_values, injected(**values)
+
+
+@pytest.mark.parametrize("name", INJECTABLE)
+def test_inject_hyperparams_eager_and_jit_equal_the_plain_transformation(name):
+    factory, values, _, tx = inject(name)
+    plain = factory(**values)
+    params = make_params()
+    grads_seq = [make_grads(i, params) for i in range(3)]
+    expected = eager_run(plain, params, grads_seq)[0]
+    assert_trees_close(eager_run(tx, params, grads_seq)[0], expected)
+    assert_trees_close(jax.jit(eager_run, static_argnums=0)(tx, params, grads_seq)[0], expected)
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+@pytest.mark.parametrize("name", INJECTABLE)
+def test_changing_injected_hyperparams_changes_the_update_without_recompiling(name, mode):
+    factory, _, new_values, tx = inject(name)
+    traces = []
+
+    def update(grads, state, params):
+        traces.append(None)
+        return tx.update(grads, state, params)
+
+    update = jax.jit(update) if mode == "jit" else update
+    params = make_params()
+    state = tx.init(params)
+    _, state = update(make_grads(0, params), state, params)  # compiles, if it does
+    _, state = update(make_grads(1, params), state, params)  # state made by update
+    grads = make_grads(2, params)
+    eager_size = core._jitted_step._cache_size()
+    with count_compilations() as compiled:
+        old, _ = update(grads, state, params)
+        for key, value in new_values.items():  # as optax's docs change them
+            state.hyperparams[key] = jnp.asarray(value, state.hyperparams[key].dtype)
+        new, new_state = update(grads, state, params)
+        jax.block_until_ready(new)
+    assert compiled == []
+    assert core._jitted_step._cache_size() == eager_size
+    if mode == "jit":
+        assert len(traces) == 1
+    expected, _ = factory(**new_values).update(grads, state.inner_state, params)
+    assert_trees_close(new, expected)
+    assert_trees_differ(new, old)
+    for key, value in new_values.items():
+        np.testing.assert_allclose(new_state.hyperparams[key], value, rtol=1e-6)
+
+
+# PyTorch and MXNet have weight decay on by default (a 0 that inject_hyperparams traces);
+# their optimizers always hold the params, so the presets always need them under jit.
+FRAMEWORK_WEIGHT_DECAY = ("preset-torch", "preset-gluon")
+
+
+@pytest.mark.parametrize("name", [n for n in INJECTABLE if n not in FRAMEWORK_WEIGHT_DECAY])
+def test_inject_hyperparams_jit_without_params(name):
+    """``update(grads, state)``, as for ``optax.rmsprop``, also under jit.
+
+    ``rmsprop``'s ``weight_decay`` defaults to ``None``, which inject_hyperparams leaves
+    static: weight decay stays off and needs no params.
+    """
+    tx = inject(name)[-1]
+    params = make_params()
+    grads = make_grads(0, params)
+    state = tx.init(params)
+    expected, _ = tx.update(grads, state)
+    assert_trees_close(jax.jit(tx.update)(grads, state)[0], expected)
+
+
+@pytest.mark.parametrize("name", FRAMEWORK_WEIGHT_DECAY)
+def test_inject_hyperparams_jit_without_params_says_why(name):
+    tx = inject(name)[-1]
+    params = make_params()
+    state = tx.init(params)
+    with pytest.raises(ValueError, match=r"weight_decay needs the params.*inject_hyperparams"):
+        jax.jit(tx.update)(make_grads(0, params), state)
+    update, _ = jax.jit(tx.update)(make_grads(0, params), state, params)  # with params: fine
+    assert_trees_close(update, tx.update(make_grads(0, params), state, params)[0])
+
+
+def test_inject_hyperparams_rmsprop_equals_optax_under_jit_without_params():
+    tx = optax.inject_hyperparams(optax_rmsprop.rmsprop)(learning_rate=0.1, momentum=0.9)
+    reference = optax.inject_hyperparams(optax.rmsprop)(learning_rate=0.1, momentum=0.9)
+    params = make_params()
+    grads = make_grads(0, params)
+    expected, _ = jax.jit(reference.update)(grads, reference.init(params))
+    assert_trees_close(jax.jit(tx.update)(grads, tx.init(params))[0], expected)
+
+
+# ---------------------------------------------------------------------------
+# optax.MultiSteps
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    cases(
+        ("rmsprop-plain", "eager"),
+        ("rmsprop-everything", "jit"),
+        ("preset-torch", "jit"),
+        ("preset-keras", "jit"),
+    ),
+)
+def test_multi_steps_equals_manual_accumulation(name, mode):
+    k = 3
+    multi = optax.MultiSteps(TRANSFORMS[name](), every_k_schedule=k)
+    inner = TRANSFORMS[name]()
+    params = make_params()
+    multi_update = jax.jit(multi.update) if mode == "jit" else multi.update
+    multi_state, inner_state = multi.init(params), inner.init(params)
+    accumulated = []
+    for i in range(2 * k):
+        grads = make_grads(i, params)
+        updates, multi_state = multi_update(grads, multi_state, params)
+        accumulated.append(grads)
+        if len(accumulated) == k:
+            mean = jax.tree.map(lambda *gs: sum(gs) / k, *accumulated)
+            expected, inner_state = inner.update(mean, inner_state, params)
+            accumulated = []
+            assert_trees_differ(updates, jax.tree.map(jnp.zeros_like, updates))
+        else:
+            expected = jax.tree.map(jnp.zeros_like, grads)
+        assert_trees_close(updates, expected, rtol=1e-5, atol=1e-7)
+        params = optax.apply_updates(params, updates)
+    assert_trees_close(multi_state.inner_opt_state, inner_state, rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------
+# optax.chain with clipping and a schedule, against a NumPy oracle
+
+
+def numpy_rmsprop(grads_seq, learning_rate, decay=0.9, eps=1e-8, momentum=None):
+    """optax's rmsprop (eps inside the root) in float64, one flat vector at a time.
+
+    v ← ρv + (1−ρ)g²; u = −η_t g / √(v + ε), η_t = schedule(t − 1);
+    momentum: b ← u + μb, u = b (optax's ``trace``, REFERENCE.md).
+    """
+    v = b = 0.0
+    for count, g in enumerate(grads_seq):
+        v = decay * v + (1 - decay) * g * g
+        u = -learning_rate(count) * g / np.sqrt(v + eps)
+        if momentum is not None:
+            b = u + momentum * b
+            u = b
+        yield u
+
+
+def numpy_clip_by_global_norm(g, max_norm):
+    norm = np.sqrt(np.sum(g * g))
+    return g * min(1.0, max_norm / norm)  # optax: g * max_norm / max(norm, max_norm)
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+@pytest.mark.parametrize("momentum", [None, 0.9], ids=["plain", "momentum"])
+def test_chain_with_clipping_and_schedule_matches_manual(momentum, mode):
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.01, peak_value=0.1, warmup_steps=2, decay_steps=6, end_value=0.001
+    )
+    tx = optax.chain(
+        optax.clip_by_global_norm(1.0), optax_rmsprop.rmsprop(schedule, momentum=momentum)
+    )
+    params = make_params()
+    # alternate large gradients (clipped) and small ones (left alone)
+    grads_seq = [make_grads(i, params, scale=3.0 if i % 2 == 0 else 0.05) for i in range(6)]
+    update = jax.jit(tx.update) if mode == "jit" else tx.update
+    state = tx.init(params)
+    flat = [np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)]) for g in grads_seq]
+    expected = numpy_rmsprop(
+        [numpy_clip_by_global_norm(g.astype(np.float64), 1.0) for g in flat],
+        learning_rate=lambda count: float(schedule(count)),
+        momentum=momentum,
+    )
+    for grads, want in zip(grads_seq, expected, strict=True):
+        updates, state = update(grads, state, params)
+        got = np.concatenate([np.ravel(x) for x in jax.tree.leaves(updates)])
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------
+# Extra arguments
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    cases(
+        *((name, "eager") for name in TRANSFORMS),
+        *((name, "jit") for name in REPRESENTATIVE),
+    ),
+)
+def test_update_accepts_and_ignores_extra_args(name, mode):
+    tx = TRANSFORMS[name]()
+    params = make_params()
+    grads = make_grads(0, params)
+    state = tx.init(params)
+    with_extra = functools.partial(tx.update, some_extra=1, loss=jnp.float32(2.5))
+    if mode == "jit":
+        with_extra = jax.jit(with_extra)
+    assert_trees_close(with_extra(grads, state, params), tx.update(grads, state, params))
+
+
+def scale_by_loss_scale() -> optax.GradientTransformationExtraArgs:
+    """Multiplies the updates by the extra argument ``loss_scale`` (a user transform)."""
+
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None, *, loss_scale, **extra_args):
+        del params, extra_args
+        return jax.tree.map(lambda u: loss_scale * u, updates), state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_chain_with_transformations_that_use_extra_args(mode):
+    tx = optax.chain(
+        scale_by_loss_scale(),
+        optax.with_extra_args_support(optax.clip_by_global_norm(100.0)),
+        optax_rmsprop.rmsprop(0.1, momentum=0.9),
+        optax.contrib.reduce_on_plateau(factor=0.5, patience=1, cooldown=0, accumulation_size=1),
+    )
+    plain = optax_rmsprop.rmsprop(0.1, momentum=0.9)
+    update = jax.jit(tx.update) if mode == "jit" else tx.update
+    params = make_params()
+    state, plain_state = tx.init(params), plain.init(params)
+    scales = []
+    for i, loss in enumerate([3.0, 2.0, 2.5, 2.7]):  # the loss stops improving: lr halves
+        grads = make_grads(i, params)
+        updates, state = update(grads, state, params, loss_scale=0.5, value=jnp.float32(loss))
+        expected, plain_state = plain.update(
+            jax.tree.map(lambda g: 0.5 * g, grads), plain_state, params
+        )
+        scale = float(state[-1].scale)
+        scales.append(scale)
+        assert_trees_close(updates, jax.tree.map(lambda u, s=scale: s * u, expected), rtol=1e-5)
+    assert scales[0] == 1.0 and scales[-1] < 1.0
+
+
+# ---------------------------------------------------------------------------
+# dtype and shape stability: lax.cond inside lax.scan, bfloat16 too
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_update_keeps_dtypes_and_shapes(name, dtype):
+    tx = TRANSFORMS[name]()
+    params = make_params(dtype=DTYPES[dtype])
+    state = tx.init(params)
+    updates, new_state = jax.eval_shape(tx.update, make_grads(0, params), state, params)
+    assert avals(updates) == avals(params)
+    assert avals(new_state) == avals(state)
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype"),
+    cases(
+        *((name, "float32") for name in TRANSFORMS),
+        *((name, "bfloat16") for name in REPRESENTATIVE),
+    ),
+)
+def test_update_inside_cond_inside_scan_matches_python_loop(name, dtype):
+    """Each scanned step either updates or keeps the state (``lax.cond``, both branches)."""
+    tx = TRANSFORMS[name]()
+    params = make_params(dtype=DTYPES[dtype])
+    n = 5
+    grads_seq = [make_grads(i, params) for i in range(n)]
+    take_step = np.array([True, False, True, True, False])
+
+    def body(carry, xs):
+        grads, pred = xs
+
+        def update(carry):
+            params, state = carry
+            updates, state = tx.update(grads, state, params)
+            return optax.apply_updates(params, updates), state
+
+        return jax.lax.cond(pred, update, lambda carry: carry, carry), None
+
+    stacked = jax.tree.map(lambda *gs: jnp.stack(gs), *grads_seq)
+    (got_params, got_state), _ = jax.lax.scan(
+        body, (params, tx.init(params)), (stacked, jnp.asarray(take_step))
+    )
+    want_params, want_state = eager_run(
+        tx, params, [g for g, take in zip(grads_seq, take_step, strict=True) if take]
+    )
+    tolerance = {"rtol": 1e-5, "atol": 1e-7} if dtype == "float32" else {"rtol": 2e-2}
+    assert_trees_close(got_params, want_params, **tolerance)
+    assert_trees_close(got_state, want_state, **tolerance)
+    assert int(jax.tree.leaves(got_state)[0]) == int(take_step.sum()) or name.startswith(
+        "preset-gluon-rescaled"  # a chain: its first state leaf is not the count
+    )
+
+
+# ---------------------------------------------------------------------------
+# No recompilation on the eager path
+
+
+def _other_values(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The same rule with different numbers: every float hyperparameter halved."""
+    return {key: value / 2 if isinstance(value, float) else value for key, value in kwargs.items()}
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_eager_update_reuses_the_compiled_step(name):
+    """Eager ``update`` runs one cached executable, also for a new instance with new values."""
+    kwargs = {"learning_rate": 0.1, "decay": 0.9, "eps": 1e-6, **VARIANTS[name]}
+    tx = optax_rmsprop.rmsprop(**kwargs)
+    other = optax_rmsprop.rmsprop(**_other_values(kwargs))
+    params = make_params()
+    grads = make_grads(0, params)
+    state, other_state = tx.init(params), other.init(params)
+    before = core._jitted_step._cache_size()
+    tx.update(grads, state, params)  # the first call may compile the step
+    size = core._jitted_step._cache_size()
+    assert size - before <= 1
+    with count_compilations() as compiled:
+        updates, _ = tx.update(grads, state, params)
+        other_updates, _ = other.update(grads, other_state, params)
+        jax.block_until_ready((updates, other_updates))
+    assert compiled == []
+    assert core._jitted_step._cache_size() == size
+    assert_trees_differ(updates, other_updates)  # the new values were used, not baked in
+
+
+# ---------------------------------------------------------------------------
+# jax.vmap
+
+
+@pytest.mark.parametrize("name", [*REPRESENTATIVE, "rmsprop-centered-momentum-eps_outside"])
+def test_vmap_over_parameter_sets_equals_loop(name):
+    tx = TRANSFORMS[name]()
+    batch = 3
+    params_list = [make_params(seed) for seed in range(batch)]
+    grads_lists = [
+        [make_grads(10 * seed + i, params_list[0]) for i in range(2)] for seed in range(batch)
+    ]
+    stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)  # noqa: E731
+
+    @jax.jit
+    def run_batched(params, grads_seq):
+        state = jax.vmap(tx.init)(params)
+        for grads in grads_seq:
+            updates, state = jax.vmap(tx.update)(grads, state, params)
+            params = optax.apply_updates(params, updates)
+        return params, state
+
+    got_params, got_state = run_batched(
+        stack(params_list), [stack([g[i] for g in grads_lists]) for i in range(2)]
+    )
+    for b in range(batch):
+        want_params, want_state = eager_run(tx, params_list[b], grads_lists[b])
+        take = functools.partial(jax.tree.map, lambda x, b=b: x[b])
+        assert_trees_close(take(got_params), want_params, rtol=1e-5)
+        assert_trees_close(take(got_state), want_state, rtol=1e-5)
+
+
+VMAPPED_HYPERPARAMS = {  # factory of the traced values, and a batch of values
+    "rmsprop-lr-decay": (
+        lambda lr, decay: optax_rmsprop.rmsprop(lr, decay=decay),
+        {"lr": [0.1, 0.01, 0.05], "decay": [0.9, 0.5, 0.99]},
+    ),
+    "rmsprop-centered-momentum": (
+        lambda lr, decay, momentum: optax_rmsprop.rmsprop(
+            lr, decay=decay, momentum=momentum, centered=True
+        ),
+        {"lr": [0.1, 0.01, 0.05], "decay": [0.9, 0.5, 0.99], "momentum": [0.9, 0.0, 0.5]},
+    ),
+    "rmsprop-everything": (
+        lambda lr, decay, momentum, eps, wd: optax_rmsprop.rmsprop(
+            lr,
+            decay=decay,
+            eps=eps,
+            momentum=momentum,
+            nesterov=True,
+            bias_correction=True,
+            weight_decay=wd,
+        ),
+        {
+            "lr": [0.1, 0.01, 0.05],
+            "decay": [0.9, 0.5, 0.99],
+            "momentum": [0.9, 0.0, 0.5],
+            "eps": [1e-8, 1e-3, 1e-6],
+            "wd": [0.0, 0.1, 0.01],
+        },
+    ),
+    "preset-torch": (
+        lambda lr, alpha, momentum, wd: presets.torch(
+            lr, alpha=alpha, momentum=momentum, weight_decay=wd, centered=True
+        ),
+        {
+            "lr": [0.1, 0.01, 0.05],
+            "alpha": [0.99, 0.5, 0.9],
+            "momentum": [0.9, 0.1, 0.5],
+            "wd": [0.0, 0.1, 0.01],
+        },
+    ),
+    "preset-keras": (
+        lambda lr, rho, momentum, wd: presets.keras(
+            lr, rho=rho, momentum=momentum, weight_decay=wd
+        ),
+        {
+            "lr": [0.1, 0.01, 0.05],
+            "rho": [0.9, 0.5, 0.99],
+            "momentum": [0.9, 0.1, 0.5],
+            "wd": [0.0, 0.1, 0.01],
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("name", VMAPPED_HYPERPARAMS)
+def test_vmap_over_hyperparameters_equals_separate_runs(name):
+    """The transformation is built inside the vmapped function, from traced values."""
+    make, values = VMAPPED_HYPERPARAMS[name]
+    params = make_params()
+    grads_seq = [make_grads(i, params) for i in range(3)]
+
+    def train(hyperparams):
+        return eager_run(make(**hyperparams), params, grads_seq)[0]
+
+    batched = {key: np.asarray(value, np.float32) for key, value in values.items()}
+    got = jax.jit(jax.vmap(train))(batched)
+    runs = []
+    for b in range(len(values["lr"])):
+        want = train({key: float(value[b]) for key, value in batched.items()})
+        assert_trees_close(jax.tree.map(lambda x, b=b: x[b], got), want, rtol=1e-5)
+        runs.append(want)
+    assert_trees_differ(runs[0], runs[1])
+
+
+# ---------------------------------------------------------------------------
+# optax.apply_if_finite and optax.masked
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    cases(("rmsprop-plain", "eager"), ("rmsprop-everything", "jit"), ("preset-torch", "jit")),
+)
+def test_apply_if_finite_skips_non_finite_steps(name, mode):
+    tx = optax.apply_if_finite(TRANSFORMS[name](), max_consecutive_errors=3)
+    plain = TRANSFORMS[name]()
+    update = jax.jit(tx.update) if mode == "jit" else tx.update
+    params = make_params()
+    state, plain_state = tx.init(params), plain.init(params)
+
+    grads = make_grads(0, params)
+    updates, state = update(grads, state, params)
+    expected, plain_state = plain.update(grads, plain_state, params)
+    assert_trees_close(updates, expected)
+
+    bad = jax.tree.map(lambda g: g.at[0].set(jnp.nan), make_grads(1, params))
+    updates, bad_state = update(bad, state, params)
+    assert all(not np.any(u) for u in jax.tree.leaves(updates))
+    assert_trees_close(bad_state.inner_state, state.inner_state)
+    assert int(bad_state.notfinite_count) == 1
+
+    grads = make_grads(2, params)
+    updates, _ = update(grads, bad_state, params)
+    expected, _ = plain.update(grads, plain_state, params)
+    assert_trees_close(updates, expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    cases(("rmsprop-plain", "eager"), ("rmsprop-everything", "jit"), ("preset-keras", "jit")),
+)
+def test_masked_updates_only_the_masked_leaves(name, mode):
+    params = {**make_params(), "step": jnp.array(7, jnp.int32)}  # an int leaf rmsprop rejects
+    mask = {"dense": {"w": True, "b": False}, "scale": True, "step": False}
+    make = TRANSFORMS[name]
+    with pytest.raises(TypeError, match="dtype int32"):
+        make().init(params)
+    tx = optax.masked(make(), mask)
+    update = jax.jit(tx.update) if mode == "jit" else tx.update
+    grads = {
+        "dense": make_grads(0, params["dense"]),
+        "scale": make_grads(1, params["scale"]),
+        "step": jnp.array(0, jnp.int32),
+    }
+    selected = {"w": params["dense"]["w"], "scale": params["scale"]}
+    selected_grads = {"w": grads["dense"]["w"], "scale": grads["scale"]}
+    inner = make()
+    state, inner_state = tx.init(params), inner.init(selected)
+    for _ in range(2):
+        updates, state = update(grads, state, params)
+        expected, inner_state = inner.update(selected_grads, inner_state, selected)
+        assert_trees_close(updates["dense"]["w"], expected["w"])
+        assert_trees_close(updates["scale"], expected["scale"])
+        assert_trees_close(updates["dense"]["b"], grads["dense"]["b"])  # passed through
+        assert int(updates["step"]) == 0
