@@ -1,0 +1,143 @@
+"""Runs every Colab notebook in ``colab/`` and checks the numbers the texts they follow report.
+
+Each notebook executes in a fresh ``python3`` kernel with ``OPTAX_RMSPROP_FAST=1`` (small runs), its
+figures and GIFs written under ``tmp_path`` (``OPTAX_RMSPROP_OUTPUT``), from ``colab/`` as working
+directory, with the checkout on ``PYTHONPATH``. The committed files must carry no outputs.
+"""
+
+import math
+import os
+import pathlib
+import re
+import sys
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from PIL import Image
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+COLAB = ROOT / "colab"
+FASHION_MNIST = pathlib.Path(
+    os.environ.get("OPTAX_RMSPROP_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
+)
+CELL_TIMEOUT_S = 300
+
+
+def _floats(pattern: str, text: str) -> list[float]:
+    return [float(x) for x in re.findall(pattern, text)]
+
+
+def check_d2l_rmsprop(text: str, out: pathlib.Path) -> None:
+    # d2l 11.8.2: the 2-D trace, from scratch, presets.d2l and rmsprop alike.
+    for source in ("from scratch (float64)", "presets.d2l (float32)", "rmsprop (float32)"):
+        assert f"{source}: epoch 20, x1: -0.010599, x2: 0.000000" in text, source
+    # d2l 11.8.3 (train_ch11 on airfoil): loss 0.243-0.246 for each of the four runs.
+    losses = _floats(r"loss: (\d+\.\d+), \d+\.\d+ sec/epoch", text)
+    assert len(losses) == 4 and all(0.243 <= loss <= 0.246 for loss in losses), losses
+    assert "ValueError: decay=1 with initial_scale=0" in text  # exercise 1
+    for name in ("leaky_average_weights", "trace_2d", "airfoil_loss", "trace_rotated"):
+        assert (out / f"{name}.png").is_file(), name
+
+
+def check_adagrad_vs_rmsprop(text: str, out: pathlib.Path) -> None:
+    assert "RMSProp: after 20 steps x = (-0.0106, 0.0000)" in text
+    for name in ("adagrad_vs_rmsprop_2d", "adagrad_vs_rmsprop_airfoil", "gamma", "eps_placement"):
+        assert (out / f"{name}.png").is_file(), name
+
+
+def check_animation_1d_2d(text: str, out: pathlib.Path) -> None:
+    # neuralthreads: x - x**3 from -1, 1000 steps, ends within 0.0051 of -1/sqrt(3).
+    (x,) = _floats(r"optax_rmsprop: +x = (-?\d+\.\d+)", text)
+    assert abs(x + 1 / math.sqrt(3)) < 0.0051, x
+    # 2x² + 2xy + 2y² - 6x from (1, 0) reaches its minimum (2, -1).
+    assert "(x, y) = (2.000000, -1.000000)" in text
+    for name in ("rmsprop_1d.gif", "rmsprop_2d.gif"):
+        with Image.open(out / name) as gif:
+            assert gif.format == "GIF" and gif.n_frames > 10, name
+
+
+def check_porting_from_pytorch(text: str, out: pathlib.Path) -> None:
+    gaps = _floats(r"presets\.torch vs torch\.optim\.RMSprop: max relative difference (\S+)", text)
+    assert len(gaps) == 2 and max(gaps) < 1e-5, gaps  # equal to float32 rounding
+    assert (out / "wrong_ports.png").is_file()
+
+
+def check_flax_nnx_fashion_mnist(text: str, out: pathlib.Path) -> None:
+    # FAST trains 2 epochs on 10 000 images (about 0.83); full size reaches about 0.89.
+    (accuracy,) = _floats(r"test accuracy after \d+ epochs: (\d\.\d+)", text)
+    assert accuracy >= 0.75, accuracy
+    assert (out / "fashion_mnist_nnx.png").is_file()
+
+
+def check_sweep_with_vmap(text: str, out: pathlib.Path) -> None:
+    assert "40 models; nu of w1 has shape (40, 5, 32)" in text
+    alone, in_sweep = _floats(r"(?:trained alone|in the sweep): (\d+\.\d+)", text)
+    assert math.isclose(alone, in_sweep, rel_tol=1e-3), (alone, in_sweep)
+    assert (out / "sweep_heatmap.png").is_file()
+
+
+CHECKS = {
+    "d2l_rmsprop": check_d2l_rmsprop,
+    "adagrad_vs_rmsprop": check_adagrad_vs_rmsprop,
+    "animation_1d_2d": check_animation_1d_2d,
+    "porting_from_pytorch": check_porting_from_pytorch,
+    "flax_nnx_fashion_mnist": check_flax_nnx_fashion_mnist,
+    "sweep_with_vmap": check_sweep_with_vmap,
+}
+NEEDS_FASHION_MNIST = {"d2l_rmsprop", "flax_nnx_fashion_mnist"}
+
+
+def _read(name: str) -> nbformat.NotebookNode:
+    return nbformat.read(COLAB / f"{name}.ipynb", as_version=4)
+
+
+def test_every_notebook_is_checked():
+    assert sorted(path.stem for path in COLAB.glob("*.ipynb")) == sorted(CHECKS)
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_notebook_is_committed_clean(name):
+    """Colab badge first, a Colab-only install cell, form fields, and no outputs."""
+    nb = _read(name)
+    nbformat.validate(nb)
+    first, install = nb.cells[0], nb.cells[1]
+    assert first.cell_type == "markdown"
+    assert (
+        "https://colab.research.google.com/github/optax-rmsprop/optax_rmsprop/blob/main/"
+        f"colab/{name}.ipynb" in first.source
+    )
+    assert install.cell_type == "code" and '"google.colab" in sys.modules' in install.source
+    assert "# @param" in "".join(cell.source for cell in nb.cells)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_notebook_runs(name, tmp_path, monkeypatch):
+    if name in NEEDS_FASHION_MNIST and not (FASHION_MNIST / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.fail(f"Fashion-MNIST not in {FASHION_MNIST}: apt-get install dataset-fashion-mnist")
+    monkeypatch.setenv("OPTAX_RMSPROP_FAST", "1")
+    monkeypatch.setenv("OPTAX_RMSPROP_OUTPUT", str(tmp_path))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    )
+    # ipykernel's kernelspec starts `python`: let that be this interpreter.
+    bin_dir = str(pathlib.Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", os.pathsep.join([bin_dir, os.environ.get("PATH", "")]))
+    nb = _read(name)
+    NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=CELL_TIMEOUT_S,
+        resources={"metadata": {"path": str(COLAB)}},
+    ).execute()
+    text = "".join(
+        output.get("text", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.output_type == "stream" and output.name == "stdout"
+    )
+    CHECKS[name](text, tmp_path)
