@@ -319,6 +319,8 @@ def _build(
         hyperparameters["learning_rate"] = learning_rate
     if momentum is not None:
         hyperparameters["momentum"] = momentum
+    if weight_decay is not None:
+        _check_hyperparameter("weight_decay", weight_decay)
     use_weight_decay = weight_decay is not None and not _is_concrete_zero(weight_decay)
     if use_weight_decay:
         hyperparameters["weight_decay"] = weight_decay
@@ -390,6 +392,8 @@ def _build(
             return jnp.full(shape, initial_scale, dtype)
 
         def zeros(p, dtype):
+            if dtype is not None and jnp.iscomplexobj(p) and not rule.split_complex:
+                dtype = jnp.result_type(dtype, jnp.complex64)  # keep the imaginary part
             shape, dtype = leaf_state(p, dtype or p.dtype)
             return jnp.zeros(shape, dtype)
 
