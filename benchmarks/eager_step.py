@@ -21,12 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from common import machine_info, stepper  # benchmarks/common.py: run this file as a script
 
 import optax_rmsprop
 
@@ -54,40 +51,6 @@ def mlp_tree(layers: int, width: int, seed: int = 0) -> dict[str, dict[str, jax.
             "bias": jnp.asarray(rng.normal(size=(width,)) * 0.01, jnp.float32),
         }
         for i in range(layers)
-    }
-
-
-def stepper(update: Callable, grads: Any, params: Any, state: Any) -> Callable[[int], float]:
-    """A function of n that runs n updates (threading the state); seconds per update."""
-
-    def run(n: int) -> float:
-        nonlocal state
-        start = time.perf_counter()
-        for _ in range(n):
-            updates, state = update(grads, state, params)
-            jax.block_until_ready((updates, state))
-        return (time.perf_counter() - start) / n
-
-    return run
-
-
-def machine_info() -> dict[str, Any]:
-    import jaxlib
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
-        "optax": optax.__version__,
-        "numpy": np.__version__,
-        "optax_rmsprop": optax_rmsprop.__version__,
-        "backend": jax.default_backend(),
-        "device": str(jax.devices()[0]),
-        "device_kind": jax.devices()[0].device_kind,
     }
 
 

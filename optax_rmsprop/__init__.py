@@ -1,7 +1,7 @@
 """RMSProp for JAX as an optax ``GradientTransformation``, with every variant and
 presets that reproduce PyTorch, Keras, TF1, MXNet/Gluon and the d2l textbook."""
 
-from optax_rmsprop import presets, quantize
+from optax_rmsprop import presets, quantize, sharding
 from optax_rmsprop.core import RMSPropState, rmsprop, scale_by_rms
 from optax_rmsprop.memory import StateSize, state_size
 from optax_rmsprop.quantize import Int8
@@ -14,6 +14,7 @@ __all__ = [
     "quantize",
     "rmsprop",
     "scale_by_rms",
+    "sharding",
     "state_size",
 ]
 __version__ = "0.1.0"

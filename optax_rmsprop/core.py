@@ -292,6 +292,7 @@ def _step(updates, state, params, values, rule):
 
 
 _jitted_step = jax.jit(_step, static_argnames="rule")
+_jitted_quantize = jax.jit(quantize.quantize, static_argnames="config")
 
 
 def _build(
@@ -373,29 +374,39 @@ def _build(
         jittable = False
 
     def init_fn(params: optax.Params) -> RMSPropState:
-        def leaf_state(p, dtype):
-            if rule.split_complex and jnp.iscomplexobj(p):  # (re, im) pairs of reals
-                return (*jnp.shape(p), 2), _real_dtype(dtype or p.dtype)
-            return jnp.shape(p), dtype
+        def like(p, fill, dtype):
+            """``jnp.full_like(p, fill, dtype)``, sharded like ``p``; (re, im) pairs of
+            reals for a complex ``p`` with ``split_complex``.
+
+            ``full_like`` keeps the sharding of a concrete ``p`` (and of a traced one
+            under explicit sharding); under ``jit`` with automatic sharding, adding
+            zeros computed from ``p`` (0 also where ``p`` is inf or NaN) lets the
+            partitioner shard the buffer like ``p``.
+            """
+            pairs = rule.split_complex and jnp.iscomplexobj(p)
+            dtype = _real_dtype(dtype) if pairs else dtype
+            x = jnp.full_like(p, fill, dtype)
+            if _is_tracer(p):
+                x = x + jnp.where(jnp.isfinite(p), jnp.abs(p) * 0, 0).astype(dtype)
+            return jnp.stack([x, x], axis=-1) if pairs else x
 
         def nu(path, p):
             _check_param(path, p)
             if p is None:
                 return None
             if isinstance(rule.nu_dtype, quantize.Int8):
-                shape, _ = leaf_state(p, None)
-                if rule.nu_dtype.applies_to(shape):
-                    return quantize.full(shape, initial_scale, rule.nu_dtype)
-                shape, dtype = leaf_state(p, jnp.float32)
-            else:
-                shape, dtype = leaf_state(p, rule.nu_dtype or _real_dtype(p.dtype))
-            return jnp.full(shape, initial_scale, dtype)
+                v = like(p, initial_scale, jnp.float32)
+                if rule.nu_dtype.applies_to(v.shape):  # the scales come sharded like v
+                    return (quantize.quantize if _is_tracer(v) else _jitted_quantize)(
+                        v, rule.nu_dtype
+                    )
+                return v
+            return like(p, initial_scale, rule.nu_dtype or _real_dtype(p.dtype))
 
         def zeros(p, dtype):
             if dtype is not None and jnp.iscomplexobj(p) and not rule.split_complex:
                 dtype = jnp.result_type(dtype, jnp.complex64)  # keep the imaginary part
-            shape, dtype = leaf_state(p, dtype or p.dtype)
-            return jnp.zeros(shape, dtype)
+            return like(p, 0, dtype or p.dtype)
 
         is_none = lambda x: x is None  # noqa: E731
         mu = jax.tree.map(lambda p: zeros(p, rule.mu_dtype), params) if rule.centered else None
@@ -444,6 +455,10 @@ def _state_dtype(name: str, dtype: Any, allow_int8: bool) -> Any:
         raise TypeError(f"{name} must be None, a float dtype or 'int8'; got {dtype!r}.") from None
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"{name} must be a float dtype (or 'int8' for nu_dtype); got {dtype}.")
+    if allow_int8 and dtype.itemsize < 2:  # float8: too little range for v
+        raise ValueError(
+            f"{name} must be a float dtype of 16 bits or more, or 'int8'; got {dtype}."
+        )
     return dtype
 
 
