@@ -1,7 +1,7 @@
 """The benchmark suite: optax_rmsprop against optax.rmsprop, torch and the bandwidth floor.
 
-    python benchmarks/run.py            # the full suite (about 10 minutes on 2 CPU cores)
-    python benchmarks/run.py --quick    # 3 variants, fewer rounds (about 2 minutes idle)
+    python benchmarks/run.py            # the full suite (about 8 minutes on 2 shared CPU cores)
+    python benchmarks/run.py --quick    # 3 variants, 3 rounds (about 2.5 minutes there)
     python benchmarks/run.py --workloads 1000x1k --variants plain int8   # a subset
 
 Writes ``results.json``, ``results.md`` and PNG plots into ``benchmarks/results/``,
@@ -27,7 +27,7 @@ For each workload and variant, in one process:
   move (``p + g`` into ``p``, every state buffer rewritten in place), i.e. 20
   bytes/param for the plain float32 step, 28 with momentum, 36 centered.
   Achieved bandwidth is also given as a fraction of the device's copy bandwidth
-  (a donated ``x + 1`` over 256 MiB).
+  (a donated ``x + 1`` over 256 MiB, timed in the same rounds).
 * **cost**: XLA's ``bytes accessed`` (``compiled.cost_analysis()``) per parameter
   and the compiled temporary memory (``compiled.memory_analysis()``).
 * **compile**: trace, lower and compile of the jitted step, ours and optax's
@@ -367,8 +367,11 @@ def measure(
         import torch
 
         if workload not in cfg.torch_threads:
-            bar.set_postfix_str(f"{workload}: torch threads")
-            cfg.torch_threads[workload] = torch_threads(shapes, cfg)
+            if cfg.quick and cfg.torch_threads:  # quick: the first workload's choice for all
+                cfg.torch_threads[workload] = next(iter(cfg.torch_threads.values()))
+            else:
+                bar.set_postfix_str(f"{workload}: torch threads")
+                cfg.torch_threads[workload] = torch_threads(shapes, cfg)
         torch.set_num_threads(cfg.torch_threads[workload])
         record["torch_threads"] = cfg.torch_threads[workload]
         runners["torch foreach"] = torch_runner(variant, shapes, foreach=True)
@@ -698,7 +701,7 @@ def plots(records: list[dict[str, Any]], info: dict[str, Any], out: Path) -> lis
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.set_xticks(x, variants, rotation=30, ha="right", fontsize=8)
         ax.set_title(w)
-        ax.set_ylabel("floor bytes / time / copy bandwidth")
+        ax.set_ylabel("bytes it must move / time / copy BW")
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(
