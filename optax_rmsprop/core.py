@@ -176,6 +176,15 @@ def _abs_sq(x: jax.Array) -> jax.Array:
     return (x.conj() * x).real if jnp.iscomplexobj(x) else x * x
 
 
+def _as_stored(x: jax.Array, dtype: Any) -> jax.Array:
+    """``x`` rounded to the dtype its buffer is stored in, kept in ``x``'s dtype.
+
+    The update then uses exactly what is stored (what a resumed run would read), and
+    XLA needs no copy of a narrow buffer that one pass reads and another overwrites.
+    """
+    return x if x.dtype == dtype else x.astype(dtype).astype(x.dtype)
+
+
 def _leaf_update(rule, h, t, decays_weight, g, p, v, m, b):
     """One leaf of the update; see :func:`rmsprop` for the equations it follows."""
     out_dtype = g.dtype
@@ -195,11 +204,13 @@ def _leaf_update(rule, h, t, decays_weight, g, p, v, m, b):
         g = g + wd * p.astype(cd)
 
     new_v = (1 - rho) * _abs_sq(g) + rho * v.astype(_real_dtype(cd))
+    if not isinstance(stored_v, quantize.QuantizedArray):
+        new_v = _as_stored(new_v, v.dtype)
     v_hat = new_v
     if rule.bias_correction:
         v_hat = new_v / (1 - rho**t)
     if rule.centered:
-        new_m = (1 - rho) * g + rho * m.astype(cd)
+        new_m = _as_stored((1 - rho) * g + rho * m.astype(cd), m.dtype)
         m_hat = new_m / (1 - rho**t) if rule.bias_correction else new_m
         v_hat = jnp.maximum(v_hat - _abs_sq(m_hat), 0)  # clamp: no NaN from rounding
 
@@ -214,10 +225,10 @@ def _leaf_update(rule, h, t, decays_weight, g, p, v, m, b):
         u = -lr * s
     elif rule.lr_in_momentum:  # optax, Keras, TF1: b <- -lr s + mu b
         u = -lr * s
-        new_b = u + mu_ * b.astype(cd)
+        new_b = _as_stored(u + mu_ * b.astype(cd), b.dtype)
         u = u + mu_ * new_b if rule.nesterov else new_b
     else:  # PyTorch: b <- s + mu b; u = -lr b
-        new_b = s + mu_ * b.astype(cd)
+        new_b = _as_stored(s + mu_ * b.astype(cd), b.dtype)
         u = -lr * (s + mu_ * new_b if rule.nesterov else new_b)
     if rule.weight_decay == "decoupled" and decays_weight:
         u = u - lr * wd * p.astype(cd)

@@ -59,13 +59,6 @@ INT8_MATERIALIZES = pytest.mark.xfail(
     strict=True,
     reason="int8 on XLA:CPU materializes the dequantized and the new nu in float32",
 )
-# The update reads the old bf16 nu (to recompute the unrounded new nu) while another
-# fusion overwrites it in place, so XLA copies it first: a temporary of 2 bytes/param.
-BF16_COPIES = pytest.mark.xfail(
-    ON_CPU,
-    strict=True,
-    reason="bf16 nu is read by two fusions, one writing it in place: XLA copies it",
-)
 
 
 def _shapes(tree):
@@ -123,7 +116,7 @@ def test_bytes_accessed_not_above_optax(variant, tree):
 
 @pytest.mark.parametrize(
     ("variant", "tree"),
-    _cases(lambda v: {"int8": [INT8_MATERIALIZES], "bf16": [BF16_COPIES]}.get(v, [])),
+    _cases(lambda v: {"int8": [INT8_MATERIALIZES]}.get(v, [])),
 )
 def test_temporary_memory_not_above_optax(variant, tree):
     ours = _cost("ours", variant, tree)[1].temp_size_in_bytes
