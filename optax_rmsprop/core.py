@@ -74,8 +74,9 @@ def _check_hyperparameter(name: str, value: Any) -> None:
     if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
         raise TypeError(f"{name} must be real; got dtype {array.dtype}.")
     low, high = _LIMITS[name]
-    if not low <= float(array) <= high:  # also catches NaN
-        raise ValueError(f"{name} must be in [{low}, {high}]; got {float(array)}.")
+    number = float(array)
+    if not (low <= number <= high and math.isfinite(number)):  # also catches NaN
+        raise ValueError(f"{name} must be a finite number in [{low}, {high}]; got {number}.")
 
 
 def _is_concrete_zero(value: Any) -> bool:
@@ -144,6 +145,18 @@ def _mask_leaves(rule: _Rule, params: Any, treedef: Any) -> list[bool]:
 
 
 def _value(name: str, value: Any) -> Any:
+    if isinstance(value, bool) or not (
+        isinstance(value, numbers.Real)
+        or (
+            isinstance(value, (jax.Array, np.ndarray, np.generic))
+            and jnp.issubdtype(value.dtype, jnp.number)
+            and not jnp.iscomplexobj(value)
+        )
+    ):
+        raise TypeError(
+            f"the schedule for {name} must return a real scalar; got {value!r} of type "
+            f"{type(value).__name__}."
+        )
     if jnp.ndim(value) != 0:
         raise ValueError(
             f"the schedule for {name} must return a scalar; got shape {jnp.shape(value)}."
@@ -157,6 +170,12 @@ def _value(name: str, value: Any) -> Any:
 
 def _real_dtype(dtype: Any) -> np.dtype:
     return jnp.finfo(dtype).dtype  # float32 for complex64, as for float32
+
+
+def _nu_dtype(dtype: Any) -> np.dtype:
+    """The parameter's real dtype, but float32 for float16: |g|^2 overflows it for |g| >= 256."""
+    real = _real_dtype(dtype)
+    return np.dtype(np.float32) if real == np.float16 else real
 
 
 def _compute_dtype(*dtypes: Any) -> np.dtype:
@@ -203,7 +222,10 @@ def _leaf_update(rule, h, t, decays_weight, g, p, v, m, b):
     if rule.weight_decay == "coupled" and decays_weight:
         g = g + wd * p.astype(cd)
 
-    new_v = (1 - rho) * _abs_sq(g) + rho * v.astype(_real_dtype(cd))
+    # |g|^2 beyond what v's dtype holds (less a few roundings) counts as that much, so the
+    # state stays finite; where it overflows the arithmetic too, that step's s is 0.
+    g_sq, big = _abs_sq(g), jnp.finfo(v.dtype).max * (1 - 4 * jnp.finfo(v.dtype).eps)
+    new_v = (1 - rho) * jnp.minimum(g_sq, big) + rho * v.astype(_real_dtype(cd))
     if not isinstance(stored_v, quantize.QuantizedArray):
         new_v = _as_stored(new_v, v.dtype)
     v_hat = new_v
@@ -212,12 +234,14 @@ def _leaf_update(rule, h, t, decays_weight, g, p, v, m, b):
     if rule.centered:
         new_m = _as_stored((1 - rho) * g + rho * m.astype(cd), m.dtype)
         m_hat = new_m / (1 - rho**t) if rule.bias_correction else new_m
-        v_hat = jnp.maximum(v_hat - _abs_sq(m_hat), 0)  # clamp: no NaN from rounding
+        m_sq = jnp.minimum(_abs_sq(m_hat), jnp.finfo(cd).max)  # so inf - m_sq is inf, not NaN
+        v_hat = jnp.maximum(v_hat - m_sq, 0)  # clamp: no NaN from rounding
 
     if rule.eps_in_sqrt:
         s = jax.lax.rsqrt(v_hat + eps) * g
     else:
         s = 1 / (jnp.sqrt(v_hat) + eps) * g
+    s = jnp.where((g_sq == jnp.inf) & jnp.isfinite(g), 0, s)
 
     if rule.scale_only:
         u = s
@@ -244,31 +268,107 @@ def _leaf_update(rule, h, t, decays_weight, g, p, v, m, b):
     return u.astype(out_dtype), new_v, new_m, new_b
 
 
-def _flatten_like(tree: Any, treedef: Any, name: str) -> list[Any]:
+def _flatten_like(tree: Any, treedef: Any, name: str, paths: list[str]) -> list[Any]:
+    """The subtrees of ``tree`` at the leaves of ``treedef``, whose paths are ``paths``."""
     try:
         return treedef.flatten_up_to(tree)
     except (ValueError, TypeError) as error:
+        is_leaf = lambda x: x is None or isinstance(x, quantize.QuantizedArray)  # noqa: E731
+        keyed, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)
+        theirs = [jax.tree_util.keystr(path) for path, _ in keyed]
+        ours, known = set(paths), set(theirs)
+        extra = [path for path in paths if path not in known]
+        missing = [path for path in theirs if path not in ours]
+        if extra:
+            detail = f"updates{extra[0]} is not in {name}"
+        elif missing:
+            detail = f"{name}{missing[0]} is not in the updates"
+        else:
+            detail = str(error)
         raise ValueError(
-            f"the tree structure of {name} does not match the updates': {error}"
+            f"the tree structure of {name} does not match the updates': {detail}."
         ) from None
+
+
+def _check_buffers(state: RMSPropState, rule: _Rule) -> None:
+    """Raises for a state made by a configuration with other buffers than ``rule``'s."""
+    for field, wanted, option in (
+        ("mu", rule.centered, "centered=True"),
+        ("momentum", rule.use_momentum, "a momentum"),
+    ):
+        found = getattr(state, field) is not None
+        if found and not wanted:
+            raise ValueError(
+                f"the state has a {field} buffer (made with {option}) but this transformation "
+                "has none: the state was made by a different configuration."
+            )
+        if wanted and not found and state.nu is not None:
+            raise ValueError(
+                f"the state has no {field} buffer but this transformation, with {option}, "
+                "needs one: the state was made by a different configuration."
+            )
+
+
+def _check_leaf(rule: _Rule, where: str, g: Any, p: Any, v: Any) -> tuple[int, ...]:
+    """Raises for a gradient that does not fit its state or parameter; returns v's shape."""
+    if not (isinstance(v, quantize.QuantizedArray) or hasattr(v, "dtype")):
+        found = "None" if v is None else f"a {type(v).__name__}"
+        raise ValueError(
+            f"updates{where} is an array but the state's nu{where} is {found}: the tree "
+            "structure of the updates does not match the state's."
+        )
+    dtype = jnp.result_type(g)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise TypeError(
+            f"updates{where} has dtype {dtype}: RMSProp needs floating-point or complex gradients."
+        )
+    if p is not None and jnp.iscomplexobj(g) != jnp.iscomplexobj(p):
+        raise TypeError(
+            f"updates{where} has dtype {dtype} but params{where} has dtype "
+            f"{jnp.result_type(p)}: a gradient is complex exactly when its parameter is."
+        )
+    quantized = isinstance(v, quantize.QuantizedArray)
+    shape = v.codes.shape if quantized else v.shape
+    int8 = isinstance(rule.nu_dtype, quantize.Int8) and rule.nu_dtype.applies_to(shape)
+    if quantized != int8:
+        raise ValueError(
+            f"the state's nu{where} is {'8-bit' if quantized else v.dtype} but this "
+            f"transformation has nu_dtype={rule.nu_dtype!r}: the state was made by a "
+            "different configuration."
+        )
+    if quantized and v.scales.shape != quantize.scales_shape(shape, rule.nu_dtype):
+        raise ValueError(
+            f"the state's nu{where} has 8-bit blocks of shape {v.scales.shape} but this "
+            f"transformation, with nu_dtype={rule.nu_dtype!r}, makes "
+            f"{quantize.scales_shape(shape, rule.nu_dtype)}: the state was made by a "
+            "different configuration."
+        )
+    return shape
 
 
 def _step(updates, state, params, values, rule):
     count = state.count
-    h = dict(values)
+    # Arrays, not Python floats: 1 - decay is float32 arithmetic, as in the eager step,
+    # also under the caller's jit (where Python would compute it in float64).
+    h = {name: jnp.asarray(value) for name, value in values.items()}
     for name, schedule in rule.schedules:
         h[name] = _value(name, schedule(count))
     t = optax.safe_increment(count)
 
     is_none = lambda x: x is None  # noqa: E731
     keyed, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=is_none)
-    n = len(keyed)
-    vs = _flatten_like(state.nu, treedef, "the state's nu")
-    ms = _flatten_like(state.mu, treedef, "the state's mu") if rule.centered else [None] * n
+    n, paths = len(keyed), [jax.tree_util.keystr(path) for path, _ in keyed]
+    _check_buffers(state, rule)
+    vs = _flatten_like(state.nu, treedef, "the state's nu", paths)
+    ms = [None] * n
+    if rule.centered:
+        ms = _flatten_like(state.mu, treedef, "the state's mu", paths)
     bs = [None] * n
     if rule.use_momentum:
-        bs = _flatten_like(state.momentum, treedef, "the state's momentum")
+        bs = _flatten_like(state.momentum, treedef, "the state's momentum", paths)
     ps, decays = [None] * n, [False] * n
+    if params is not None:  # also to check the gradients' dtypes against
+        ps = _flatten_like(params, treedef, "params", paths)
     if rule.weight_decay:
         if params is None:
             raise ValueError(
@@ -276,20 +376,24 @@ def _step(updates, state, params, values, rule):
                 "optax.inject_hyperparams a weight decay of 0 is a traced value; leave it "
                 "None to turn weight decay off.)"
             )
-        ps = _flatten_like(params, treedef, "params")
         decays = _mask_leaves(rule, params, treedef)
 
     out = []
-    for (path, g), p, v, m, b, d in zip(keyed, ps, vs, ms, bs, decays, strict=True):
+    for where, (_, g), p, v, m, b, d in zip(paths, keyed, ps, vs, ms, bs, decays, strict=True):
         if g is None:
+            if v is not None:
+                raise ValueError(
+                    f"updates{where} is None but the state has a buffer for it: None is for "
+                    "leaves whose parameter was None at init."
+                )
             out.append((None, None, None, None))
             continue
-        shape = v.codes.shape if isinstance(v, quantize.QuantizedArray) else v.shape
-        expected = shape[:-1] if rule.split_complex and jnp.iscomplexobj(g) else shape
-        if g.shape != expected:
+        shape = _check_leaf(rule, where, g, p, v)
+        pairs = rule.split_complex and jnp.iscomplexobj(g)  # (re, im) pairs: one more axis
+        if shape != ((*g.shape, 2) if pairs else g.shape):
+            needs = f"; split_complex=True needs {(*g.shape, 2)}" if pairs else ""
             raise ValueError(
-                f"updates{jax.tree_util.keystr(path)} has shape {g.shape} but its state "
-                f"has shape {expected}."
+                f"updates{where} has shape {g.shape} but its state has shape {shape}{needs}."
             )
         out.append(_leaf_update(rule, h, t, d, g, p, v, m, b))
     new_u, new_v, new_m, new_b = ([o[i] for o in out] for i in range(4))
@@ -338,18 +442,34 @@ def _build(
         hyperparameters["weight_decay"] = weight_decay
     for name, value in {**hyperparameters, "initial_scale": initial_scale}.items():
         _check_hyperparameter(name, value)
+    flags = dict(
+        eps_in_sqrt=eps_in_sqrt,
+        centered=centered,
+        nesterov=nesterov,
+        bias_correction=bias_correction,
+        decoupled_weight_decay=decoupled_weight_decay,
+        lr_in_momentum=lr_in_momentum,
+        maximize=maximize,
+        split_complex=split_complex,
+    )
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be a bool; got {value!r} of type {type(value).__name__}.")
     if callable(initial_scale) and not isinstance(initial_scale, (jax.Array, np.ndarray)):
         raise TypeError("initial_scale must be a number or a scalar array, not a schedule.")
-    if (
-        not callable(decay)
-        and not _is_tracer(decay)
-        and float(np.asarray(decay)) == 1.0
-        and _is_concrete_zero(initial_scale)
-    ):
-        raise ValueError(
-            "decay=1 with initial_scale=0 keeps the accumulator at 0 forever, so every "
-            "step would be learning_rate * g / sqrt(eps); use decay < 1 or initial_scale > 0."
-        )
+    # The arithmetic is at least float32, where a decay within 3e-8 of 1 is 1.
+    if not callable(decay) and not _is_tracer(decay) and np.float32(decay) == 1:
+        rho = float(np.asarray(decay))
+        one = "decay=1" if rho == 1 else f"decay={rho} (1 in float32)"
+        if _is_concrete_zero(initial_scale):
+            raise ValueError(
+                f"{one} with initial_scale=0 keeps the accumulator at 0 forever, so every "
+                "step would be learning_rate * g / sqrt(eps); use decay < 1 or initial_scale > 0."
+            )
+        if bias_correction:
+            raise ValueError(
+                f"{one} with bias_correction=True divides by 1 - decay**t = 0; use decay < 1."
+            )
     if nesterov and momentum is None:
         raise ValueError("nesterov=True needs momentum: pass momentum=0.9, for example.")
 
@@ -412,7 +532,7 @@ def _build(
                         v, rule.nu_dtype
                     )
                 return v
-            return like(p, initial_scale, rule.nu_dtype or _real_dtype(p.dtype))
+            return like(p, initial_scale, rule.nu_dtype or _nu_dtype(p.dtype))
 
         def zeros(p, dtype):
             if dtype is not None and jnp.iscomplexobj(p) and not rule.split_complex:
@@ -420,10 +540,11 @@ def _build(
             return like(p, 0, dtype or p.dtype)
 
         is_none = lambda x: x is None  # noqa: E731
+        nus = jax.tree_util.tree_map_with_path(nu, params, is_leaf=is_none)  # checks params
         mu = jax.tree.map(lambda p: zeros(p, rule.mu_dtype), params) if rule.centered else None
         return RMSPropState(
             count=jnp.zeros([], jnp.int32),
-            nu=jax.tree_util.tree_map_with_path(nu, params, is_leaf=is_none),
+            nu=nus,
             mu=mu,
             momentum=(
                 jax.tree.map(lambda p: zeros(p, rule.mu_dtype), params)
@@ -597,6 +718,16 @@ def rmsprop(
     gradient's dtype. Unlike every framework, the centered variance is clamped at
     zero, so rounding cannot make it negative and the step NaN.
 
+    Finite gradients keep the state finite, and the update too wherever its exact
+    value fits the update's dtype: :math:`|g|^2` beyond the largest value of
+    :math:`v`'s dtype counts as that value (where it overflows float32 too, that
+    step's :math:`s` is 0), and :math:`v` decays back. With ``eps=0`` the step
+    divides by :math:`\sqrt{\hat v_t}`, which is 0 where every gradient so far was
+    0 (0/0 is NaN) or too small to square. Skip non-finite gradients with
+    :func:`optax.apply_if_finite` (or :class:`optax.MultiSteps` with
+    :func:`optax.skip_not_finite`); leaves never mix, so a NaN reaches only its own
+    leaf's state.
+
     With ``bias_correction=True`` and ``eps_in_sqrt=False`` this is Adam with
     ``b1=0``: ``rmsprop(lr, decay=b2, eps=eps, eps_in_sqrt=False,
     bias_correction=True)`` equals ``optax.adam(lr, b1=0.0, b2=b2, eps=eps)``.
@@ -627,7 +758,8 @@ def rmsprop(
       maximize: ascend instead of descend (PyTorch's ``maximize``).
       split_complex: treat the real and imaginary part of a complex parameter as
         two coordinates (PyTorch) instead of using :math:`|g|^2` (optax).
-      nu_dtype: dtype of :math:`v` (default: the parameter's real dtype).
+      nu_dtype: dtype of :math:`v` (default: the parameter's real dtype, but float32
+        for float16, whose range cannot hold :math:`|g|^2` for :math:`|g| \ge 256`).
       mu_dtype: dtype of :math:`\bar m` and :math:`b` (default: the parameter's).
 
     Returns:

@@ -61,7 +61,7 @@ def state_types(state: Any) -> Any:
 STORAGE = {
     "default-float32": (jnp.float32, None, jnp.float32, 4),
     "default-bfloat16": (jnp.bfloat16, None, jnp.bfloat16, 2),
-    "default-float16": (jnp.float16, None, jnp.float16, 2),
+    "default-float16": (jnp.float16, None, jnp.float32, 4),  # |g|² overflows float16
     "float32-for-bfloat16": (jnp.bfloat16, jnp.float32, jnp.float32, 4),
     "float32-for-float16": (jnp.float16, "float32", jnp.float32, 4),
     "bfloat16-for-float32": (jnp.float32, jnp.bfloat16, jnp.bfloat16, 2),
