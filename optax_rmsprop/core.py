@@ -435,13 +435,14 @@ def _build(
         hyperparameters["learning_rate"] = learning_rate
     if momentum is not None:
         hyperparameters["momentum"] = momentum
-    if weight_decay is not None:
-        _check_hyperparameter("weight_decay", weight_decay)
+    checked = {**hyperparameters, "initial_scale": initial_scale}
+    if weight_decay is not None:  # checked before the test for zero reads its value
+        checked["weight_decay"] = weight_decay
+    for name, value in checked.items():
+        _check_hyperparameter(name, value)
     use_weight_decay = weight_decay is not None and not _is_concrete_zero(weight_decay)
     if use_weight_decay:
         hyperparameters["weight_decay"] = weight_decay
-    for name, value in {**hyperparameters, "initial_scale": initial_scale}.items():
-        _check_hyperparameter(name, value)
     flags = dict(
         eps_in_sqrt=eps_in_sqrt,
         centered=centered,
