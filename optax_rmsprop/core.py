@@ -204,9 +204,9 @@ def _as_stored(x: jax.Array, dtype: Any) -> jax.Array:
     return x if x.dtype == dtype else x.astype(dtype).astype(x.dtype)
 
 
-def _leaf_update(rule, h, t, decays_weight, g, p, v, m, b):
+def _leaf_update(rule, h, t, leaf, decays_weight, g, p, v, m, b):
     """One leaf of the update; see :func:`rmsprop` for the equations it follows."""
-    out_dtype = g.dtype
+    out_dtype, g_stored, p_stored = g.dtype, g, p
     if rule.split_complex:  # PyTorch: real and imaginary parts are separate coordinates
         g_in, g, p = g, _to_pairs(g), None if p is None else _to_pairs(p)
     stored_v = v
@@ -214,6 +214,7 @@ def _leaf_update(rule, h, t, decays_weight, g, p, v, m, b):
         v = quantize.dequantize(v, rule.nu_dtype)
     cd = _compute_dtype(g.dtype, v.dtype)
     g = g.astype(cd)
+    h = {name: x.astype(_real_dtype(cd)) for name, x in h.items()}
     lr, rho, eps = h.get("learning_rate"), h["decay"], h["eps"]
     wd, mu_ = h.get("weight_decay"), h.get("momentum")
 
@@ -262,10 +263,34 @@ def _leaf_update(rule, h, t, decays_weight, g, p, v, m, b):
     new_m = new_m.astype(m.dtype) if rule.centered else None
     new_b = new_b.astype(b.dtype) if rule.use_momentum else None
     if isinstance(stored_v, quantize.QuantizedArray):
-        new_v = quantize.quantize(new_v, rule.nu_dtype)
+        new_v = _requantize(rule, h, t, leaf, decays_weight, g_stored, p_stored, stored_v, new_v)
     else:
         new_v = new_v.astype(v.dtype)
     return u.astype(out_dtype), new_v, new_m, new_b
+
+
+def _requantize(rule, h, t, leaf, decays_weight, g, p, stored_v, new_v):
+    """``new_v`` in 8-bit blocks, scaled by an upper bound of each block's maximum.
+
+    The bound applies the update of v to the blocks' maxima of v and of |g|, read
+    from the stored codes and gradients: no pass over the new v, which XLA:CPU would
+    first have to write out. It is at most twice the maximum (one octave of range)
+    and, as each step rounds the same way the elementwise update does, never below it.
+    Complex gradients take the exact maximum instead.
+    """
+    config, rho = rule.nu_dtype, h["decay"]
+    if jnp.iscomplexobj(g):
+        scales = None
+    else:
+        g_max = quantize.block_max_abs(g, config).astype(new_v.dtype)
+        if rule.weight_decay == "coupled" and decays_weight:
+            g_max = g_max + h["weight_decay"] * quantize.block_max_abs(p, config).astype(new_v.dtype)
+        big = jnp.finfo(new_v.dtype).max * (1 - 4 * jnp.finfo(new_v.dtype).eps)
+        old_max = quantize.block_max(stored_v, config)
+        scales = (1 - rho) * jnp.minimum(g_max * g_max, big) + rho * old_max
+    # A different stream of rounding noise for each step and leaf.
+    seed = t.astype(jnp.uint32) * jnp.uint32(0x632BE5AB) + jnp.uint32(leaf * 0x85EBCA77 % 2**32)
+    return quantize.quantize(new_v, config, seed, scales)
 
 
 def _flatten_like(tree: Any, treedef: Any, name: str, paths: list[str]) -> list[Any]:
@@ -350,7 +375,11 @@ def _step(updates, state, params, values, rule):
     count = state.count
     # Arrays, not Python floats: 1 - decay is float32 arithmetic, as in the eager step,
     # also under the caller's jit (where Python would compute it in float64).
-    h = {name: jnp.asarray(value) for name, value in values.items()}
+    # (Python numbers are then constants of the caller's program but arguments of ours:
+    # hidden behind an exact runtime + 0, the compiler sees the same program in both,
+    # so that jit and eager agree bit for bit.)
+    zero = jax.lax.shift_right_arithmetic(count, jnp.int32(31))  # 0: count is never < 0
+    h = {name: jnp.asarray(value) + zero.astype(jnp.result_type(value)) for name, value in values.items()}
     for name, schedule in rule.schedules:
         h[name] = _value(name, schedule(count))
     t = optax.safe_increment(count)
@@ -395,7 +424,7 @@ def _step(updates, state, params, values, rule):
             raise ValueError(
                 f"updates{where} has shape {g.shape} but its state has shape {shape}{needs}."
             )
-        out.append(_leaf_update(rule, h, t, d, g, p, v, m, b))
+        out.append(_leaf_update(rule, h, t, len(out), d, g, p, v, m, b))
     new_u, new_v, new_m, new_b = ([o[i] for o in out] for i in range(4))
     unflatten = lambda leaves: jax.tree.unflatten(treedef, leaves)  # noqa: E731
     return unflatten(new_u), RMSPropState(
@@ -530,7 +559,7 @@ def _build(
                 v = like(p, initial_scale, jnp.float32)
                 if rule.nu_dtype.applies_to(v.shape):  # the scales come sharded like v
                     return (quantize.quantize if _is_tracer(v) else _jitted_quantize)(
-                        v, rule.nu_dtype
+                        v, rule.nu_dtype, jnp.uint32(0)
                     )
                 return v
             return like(p, initial_scale, rule.nu_dtype or _nu_dtype(p.dtype))
