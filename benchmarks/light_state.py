@@ -4,9 +4,10 @@
     python benchmarks/light_state.py --quick    # a smoke run (smaller, fewer seeds)
 
 Three problems, each trained from the same seeds (initial parameters, data order, noise)
-with ``nu`` stored three ways: float32 (the reference), bfloat16 and 8-bit log codes
-(``nu_dtype="int8"``); the table gives the mean final loss over seeds, its spread, the
-relative gap of the mean to float32 state, and the optimizer state's bytes per parameter
+with ``nu`` stored four ways: float32 (the reference), bfloat16 and 8-bit codes rounded to
+nearest (``nu_dtype="int8"``) or stochastically (``Int8(rounding="stochastic")``); the
+table gives the mean final loss over seeds, its spread, the relative gap of the mean to
+float32 state, and the optimizer state's bytes per parameter
 (``optax_rmsprop.state_size``). All seeds of one problem train at once (``jax.vmap``).
 
 * **airfoil**: d2l 11.8's linear regression (``presets.d2l``: lr 0.01, γ 0.9, ε 1e-6,
@@ -24,7 +25,8 @@ relative gap of the mean to float32 state, and the optimizer state's bytes per p
   stochastic gradient hᵢxᵢ + 0.1·√hᵢ·ξ, x₀ ~ N(0, 1), 3000 steps, 4 seeds; default
   ``Int8()``. Run at decay 0.9, 0.99 and 0.999, with a constant learning rate 0.01 and with
   a cosine from 0.01 to 0: the decay sweep shows where low-precision ``v`` starts to
-  matter (a leaky average that moves by less than half a code per step stays put).
+  matter (with rounding to nearest, a leaky average that moves by less than half a code
+  per step stays put; stochastic rounding follows it on average).
 
 Writes ``benchmarks/results/light_state.json`` and ``.md`` with the machine it ran on.
 """
@@ -32,6 +34,7 @@ Writes ``benchmarks/results/light_state.json`` and ``.md`` with the machine it r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
 import math
@@ -56,7 +59,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 FASHION_MNIST = Path(
     os.environ.get("OPTAX_RMSPROP_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
 )
-STATES: dict[str, Any] = {"float32": None, "bfloat16": jnp.bfloat16, "int8": "int8"}
+STATES: dict[str, Any] = {
+    "float32": None,
+    "bfloat16": jnp.bfloat16,
+    "int8": Int8(),
+    "int8-stochastic": Int8(rounding="stochastic"),
+}
 
 Problem = dict[str, Any]
 
@@ -181,7 +189,7 @@ def fashion_mnist(
             f"{batch}, cosine lr 1e-3 → 0, decay {decay}"
         ),
         "make_tx": lambda nu: optax_rmsprop.rmsprop(schedule, decay=decay, nu_dtype=nu),
-        "int8": "int8",
+        "int8": Int8(),
         "grad": lambda params, _, idx: jax.grad(cross_entropy)(params, x[idx], y[idx]),
         "loss": lambda params, _: cross_entropy(params, x, y),
         "metrics": lambda params: {
@@ -213,7 +221,7 @@ def quadratic(seeds: int, dim: int, steps: int, decay: float, schedule: str) -> 
             f"{'cosine lr 0.01 → 0' if schedule == 'cosine' else 'lr 0.01'}, decay {decay}"
         ),
         "make_tx": lambda nu: optax_rmsprop.rmsprop(lr, decay=decay, nu_dtype=nu),
-        "int8": "int8",
+        "int8": Int8(),
         "grad": grad,
         "loss": lambda x, constants: 0.5 * jnp.sum(constants[0] * x**2),
         "metrics": lambda x: {},
@@ -235,8 +243,8 @@ def run_problem(name: str, problem: Problem) -> dict[str, Any]:
     rows = {}
     params = one_seed(problem["inputs"])
     for state_name, nu_dtype in STATES.items():
-        if state_name == "int8":
-            nu_dtype = problem["int8"]
+        if isinstance(nu_dtype, Int8) and "int8" in problem:  # the problem's own blocks
+            nu_dtype = dataclasses.replace(problem["int8"], rounding=nu_dtype.rounding)
         start = time.perf_counter()
         losses, extra = train_all_seeds(problem, nu_dtype)
         seconds = time.perf_counter() - start

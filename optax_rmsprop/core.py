@@ -43,7 +43,7 @@ _LIMITS = {  # name: (lowest, highest) allowed for a concrete value
     "learning_rate": (0.0, math.inf),
     "decay": (0.0, 1.0),
     "eps": (0.0, math.inf),
-    "momentum": (0.0, math.inf),
+    "momentum": (0.0, 1.0),  # above 1 the momentum buffer grows without bound
     "weight_decay": (0.0, math.inf),
     "initial_scale": (0.0, math.inf),
 }
@@ -183,6 +183,23 @@ def _compute_dtype(*dtypes: Any) -> np.dtype:
     return jnp.result_type(jnp.float32, *dtypes)
 
 
+def _buffer_dtypes(rule: _Rule, param_dtype: Any) -> tuple[np.dtype, np.dtype]:
+    """The dtypes init gives v (when not in 8-bit blocks) and the first-moment buffers of a
+    parameter of ``param_dtype``: real for (re, im) pairs with ``split_complex``."""
+    pairs = rule.split_complex and jnp.issubdtype(param_dtype, jnp.complexfloating)
+    nu = rule.nu_dtype
+    if nu is None:
+        nu = _nu_dtype(param_dtype)
+    elif isinstance(nu, quantize.Int8):  # a leaf under min_size
+        nu = np.dtype(np.float32)
+    mu = rule.mu_dtype
+    if mu is None:
+        mu = param_dtype
+    elif jnp.issubdtype(param_dtype, jnp.complexfloating) and not rule.split_complex:
+        mu = jnp.result_type(mu, jnp.complex64)  # keep the imaginary part
+    return (_real_dtype(nu), _real_dtype(mu)) if pairs else (np.dtype(nu), np.dtype(mu))
+
+
 def _to_pairs(x: jax.Array) -> jax.Array:
     return jnp.stack([x.real, x.imag], axis=-1) if jnp.iscomplexobj(x) else x
 
@@ -206,7 +223,7 @@ def _as_stored(x: jax.Array, dtype: Any) -> jax.Array:
 
 def _leaf_update(rule, h, t, leaf, decays_weight, g, p, v, m, b):
     """One leaf of the update; see :func:`rmsprop` for the equations it follows."""
-    out_dtype, g_stored, p_stored = g.dtype, g, p
+    out_dtype = g.dtype
     if rule.split_complex:  # PyTorch: real and imaginary parts are separate coordinates
         g_in, g, p = g, _to_pairs(g), None if p is None else _to_pairs(p)
     stored_v = v
@@ -263,34 +280,12 @@ def _leaf_update(rule, h, t, leaf, decays_weight, g, p, v, m, b):
     new_m = new_m.astype(m.dtype) if rule.centered else None
     new_b = new_b.astype(b.dtype) if rule.use_momentum else None
     if isinstance(stored_v, quantize.QuantizedArray):
-        new_v = _requantize(rule, h, t, leaf, decays_weight, g_stored, p_stored, stored_v, new_v)
+        # A different stream of rounding noise for each step and leaf (stochastic rounding).
+        seed = t.astype(jnp.uint32) * jnp.uint32(0x632BE5AB) + jnp.uint32(leaf * 0x85EBCA77 % 2**32)
+        new_v = quantize.quantize(new_v, rule.nu_dtype, seed)
     else:
         new_v = new_v.astype(v.dtype)
     return u.astype(out_dtype), new_v, new_m, new_b
-
-
-def _requantize(rule, h, t, leaf, decays_weight, g, p, stored_v, new_v):
-    """``new_v`` in 8-bit blocks, scaled by an upper bound of each block's maximum.
-
-    The bound applies the update of v to the blocks' maxima of v and of |g|, read
-    from the stored codes and gradients: no pass over the new v, which XLA:CPU would
-    first have to write out. It is at most twice the maximum (one octave of range)
-    and, as each step rounds the same way the elementwise update does, never below it.
-    Complex gradients take the exact maximum instead.
-    """
-    config, rho = rule.nu_dtype, h["decay"]
-    if jnp.iscomplexobj(g):
-        scales = None
-    else:
-        g_max = quantize.block_max_abs(g, config).astype(new_v.dtype)
-        if rule.weight_decay == "coupled" and decays_weight:
-            g_max = g_max + h["weight_decay"] * quantize.block_max_abs(p, config).astype(new_v.dtype)
-        big = jnp.finfo(new_v.dtype).max * (1 - 4 * jnp.finfo(new_v.dtype).eps)
-        old_max = quantize.block_max(stored_v, config)
-        scales = (1 - rho) * jnp.minimum(g_max * g_max, big) + rho * old_max
-    # A different stream of rounding noise for each step and leaf.
-    seed = t.astype(jnp.uint32) * jnp.uint32(0x632BE5AB) + jnp.uint32(leaf * 0x85EBCA77 % 2**32)
-    return quantize.quantize(new_v, config, seed, scales)
 
 
 def _flatten_like(tree: Any, treedef: Any, name: str, paths: list[str]) -> list[Any]:
@@ -371,15 +366,33 @@ def _check_leaf(rule: _Rule, where: str, g: Any, p: Any, v: Any) -> tuple[int, .
     return shape
 
 
+def _check_buffer_dtypes(rule: _Rule, where: str, p: Any, v: Any, m: Any, b: Any) -> None:
+    """Raises for buffers of other dtypes than this configuration gives the parameter."""
+    nu_dtype, mu_dtype = _buffer_dtypes(rule, jnp.result_type(p))
+    buffers = [("nu", v, nu_dtype, "nu_dtype"), ("mu", m, mu_dtype, "mu_dtype")]
+    buffers.append(("momentum", b, mu_dtype, "mu_dtype"))
+    for name, buffer, wanted, option in buffers:
+        if buffer is None or isinstance(buffer, quantize.QuantizedArray):
+            continue
+        if buffer.dtype != wanted:
+            raise ValueError(
+                f"the state's {name}{where} is {buffer.dtype} but this transformation, with "
+                f"{option}={getattr(rule, option)!r}, keeps {wanted} for params{where} of dtype "
+                f"{jnp.result_type(p)}: the state was made by a different configuration."
+            )
+
+
 def _step(updates, state, params, values, rule):
     count = state.count
-    # Arrays, not Python floats: 1 - decay is float32 arithmetic, as in the eager step,
-    # also under the caller's jit (where Python would compute it in float64).
-    # (Python numbers are then constants of the caller's program but arguments of ours:
-    # hidden behind an exact runtime + 0, the compiler sees the same program in both,
-    # so that jit and eager agree bit for bit.)
-    zero = jax.lax.shift_right_arithmetic(count, jnp.int32(31))  # 0: count is never < 0
-    h = {name: jnp.asarray(value) + zero.astype(jnp.result_type(value)) for name, value in values.items()}
+    # Arrays, not Python floats: 1 - decay is float32 arithmetic in every program (under
+    # the caller's jit Python would compute it in float64). Plus a zero known only at run
+    # time: a Python number is a constant of the caller's program but an argument of the
+    # eager one, and compilers fold constants (pow, fused multiply-adds) their own way;
+    # behind "+ 0" the two programs compute the same bits.
+    zero = jax.lax.shift_right_arithmetic(count, jnp.int32(31))  # count is never < 0
+    h = {}
+    for name, value in values.items():
+        h[name] = jnp.asarray(value) + zero.astype(jnp.result_type(value))
     for name, schedule in rule.schedules:
         h[name] = _value(name, schedule(count))
     t = optax.safe_increment(count)
@@ -424,6 +437,8 @@ def _step(updates, state, params, values, rule):
             raise ValueError(
                 f"updates{where} has shape {g.shape} but its state has shape {shape}{needs}."
             )
+        if p is not None:
+            _check_buffer_dtypes(rule, where, p, v, m, b)
         out.append(_leaf_update(rule, h, t, len(out), d, g, p, v, m, b))
     new_u, new_v, new_m, new_b = ([o[i] for o in out] for i in range(4))
     unflatten = lambda leaves: jax.tree.unflatten(treedef, leaves)  # noqa: E731
@@ -545,7 +560,6 @@ def _build(
             partitioner shard the buffer like ``p``.
             """
             pairs = rule.split_complex and jnp.iscomplexobj(p)
-            dtype = _real_dtype(dtype) if pairs else dtype
             x = jnp.full_like(p, fill, dtype)
             if _is_tracer(p):
                 x = x + jnp.where(jnp.isfinite(p), jnp.abs(p) * 0, 0).astype(dtype)
@@ -555,32 +569,25 @@ def _build(
             _check_param(path, p)
             if p is None:
                 return None
-            if isinstance(rule.nu_dtype, quantize.Int8):
-                v = like(p, initial_scale, jnp.float32)
-                if rule.nu_dtype.applies_to(v.shape):  # the scales come sharded like v
-                    return (quantize.quantize if _is_tracer(v) else _jitted_quantize)(
-                        v, rule.nu_dtype, jnp.uint32(0)
-                    )
-                return v
-            return like(p, initial_scale, rule.nu_dtype or _nu_dtype(p.dtype))
+            v = like(p, initial_scale, _buffer_dtypes(rule, p.dtype)[0])
+            if isinstance(rule.nu_dtype, quantize.Int8) and rule.nu_dtype.applies_to(v.shape):
+                # quantized from v, so that the scales come sharded like it
+                return (quantize.quantize if _is_tracer(v) else _jitted_quantize)(
+                    v, rule.nu_dtype, jnp.uint32(0)
+                )
+            return v
 
-        def zeros(p, dtype):
-            if dtype is not None and jnp.iscomplexobj(p) and not rule.split_complex:
-                dtype = jnp.result_type(dtype, jnp.complex64)  # keep the imaginary part
-            return like(p, 0, dtype or p.dtype)
+        def zeros(p):
+            return like(p, 0, _buffer_dtypes(rule, p.dtype)[1])
 
         is_none = lambda x: x is None  # noqa: E731
         nus = jax.tree_util.tree_map_with_path(nu, params, is_leaf=is_none)  # checks params
-        mu = jax.tree.map(lambda p: zeros(p, rule.mu_dtype), params) if rule.centered else None
+        mu = jax.tree.map(zeros, params) if rule.centered else None
         return RMSPropState(
             count=jnp.zeros([], jnp.int32),
             nu=nus,
             mu=mu,
-            momentum=(
-                jax.tree.map(lambda p: zeros(p, rule.mu_dtype), params)
-                if rule.use_momentum
-                else None
-            ),
+            momentum=(jax.tree.map(zeros, params) if rule.use_momentum else None),
         )
 
     def update_fn(
@@ -771,7 +778,7 @@ def rmsprop(
         outside it (PyTorch).
       centered: divide by the root of the variance (Graves, 2013) instead of the
         second moment.
-      momentum: :math:`\mu` >= 0, or ``None`` for no momentum buffer at all.
+      momentum: :math:`\mu` in [0, 1], or ``None`` for no momentum buffer at all.
       nesterov: Nesterov momentum (needs ``momentum``).
       bias_correction: divide the leaky averages by :math:`1 - \rho^t`.
       weight_decay: :math:`\lambda` >= 0; ``None`` (or a plain 0) turns weight

@@ -51,8 +51,6 @@ from jax.sharding import PartitionSpec
 __all__ = [
     "Int8",
     "QuantizedArray",
-    "block_max",
-    "block_max_abs",
     "dequantize",
     "full",
     "quantize",
@@ -193,46 +191,19 @@ def _noise(shape: tuple[int, ...], seed: jax.Array) -> jax.Array:
 def _fraction(codes: jax.Array) -> jax.Array:
     """The values of codes, as fractions of their block's maximum."""
     codes = codes.astype(jnp.int32)
-    return jnp.where(codes > 0, jax.lax.bitcast_convert_type(_BASE + (codes << _SHIFT), jnp.float32), 0.0)
+    fraction = jax.lax.bitcast_convert_type(_BASE + (codes << _SHIFT), jnp.float32)
+    return jnp.where(codes > 0, fraction, 0.0)
 
 
-def block_max_abs(x: jax.Array, config: Int8) -> jax.Array:
-    """The largest ``|x|`` of each block of a real array (shaped like the scales).
+def quantize(v: jax.Array, config: Int8, seed: jax.Array | None = None) -> QuantizedArray:
+    """Codes and block maxima of a non-negative array.
 
-    One pass over ``x`` as it is stored: the maximum and the minimum in a single
-    reduction, which XLA:CPU runs as one vectorized loop (a reduction of ``abs(x)``
-    would be a slow scalar loop, or would first write ``abs(x)`` out).
-    """
-    blocks = _blocks(x, config.block_size)
-    low, high = jnp.array(-jnp.inf, x.dtype), jnp.array(jnp.inf, x.dtype)
-    top, bottom = jax.lax.reduce(
-        (blocks, blocks),
-        (low, high),
-        lambda a, b: (jnp.maximum(a[0], b[0]), jnp.minimum(a[1], b[1])),
-        (blocks.ndim - 1,),
-    )
-    return jnp.maximum(top, -bottom)
-
-
-def block_max(q: QuantizedArray, config: Int8) -> jax.Array:
-    """The largest value of each block, read from the codes (one byte per value)."""
-    return _fraction(jnp.max(_blocks(q.codes, config.block_size), axis=-1)) * q.scales
-
-
-def quantize(
-    v: jax.Array, config: Int8, seed: jax.Array | None = None, scales: jax.Array | None = None
-) -> QuantizedArray:
-    """Codes and block scales of a non-negative array.
-
-    ``scales``: the blocks' maxima, or upper bounds of them (a bound at most twice the
-    maximum costs one octave of range, nothing in precision); computed when None.
     ``seed`` (an integer scalar, e.g. the step mixed with the leaf's index) drives
     stochastic rounding; nearest rounding ignores it.
     """
     v = v.astype(jnp.float32)
     blocks = _blocks(v, config.block_size)
-    if scales is None:
-        scales = jnp.max(blocks, axis=-1)
+    scales = jnp.max(blocks, axis=-1)
     inverse = jnp.where(scales > 0, 1 / scales, 0.0)[..., None]
     bits = jax.lax.bitcast_convert_type(blocks * inverse, jnp.int32) - _BASE
     if config.rounding == "stochastic":

@@ -626,7 +626,8 @@ def pieces(*texts):
         ("decay", math.nan, "[0.0, 1.0]"),
         ("learning_rate", -0.5, "[0.0, inf]"),
         ("eps", -0.5, "[0.0, inf]"),
-        ("momentum", -0.5, "[0.0, inf]"),
+        ("momentum", -0.5, "[0.0, 1.0]"),
+        ("momentum", 1.5, "[0.0, 1.0]"),  # the buffer would grow without bound
         ("weight_decay", -0.5, "[0.0, inf]"),
         ("initial_scale", -0.5, "[0.0, inf]"),
         ("decay", np.float32(1.5), "[0.0, 1.0]"),
@@ -639,6 +640,7 @@ def pieces(*texts):
         "learning_rate",
         "eps",
         "momentum",
+        "momentum_above_one",
         "weight_decay",
         "initial_scale",
         "numpy_scalar",

@@ -273,15 +273,18 @@ def test_init_shards_state_like_params_in_every_variant(on8, nu_dtype, axis_type
 
 
 def on8_steps(nu_dtype, axis_type, spec):
-    """3 compiled steps on the mesh; the collectives in the step, the final params and
-    state (checked to be sharded as at the start)."""
+    """3 compiled steps on the mesh; the collectives in the step, and each step's inputs
+    and outputs (checked to be sharded as at the start)."""
     mesh = mesh_of((4, 2), ("data", "model"), axis_type)
     tx = make_tx(nu_dtype)
     params = make_params(mesh, spec)
     state = initial = tx.init(params)
     compiled = jax.jit(train_step(tx)).lower(params, state, 0).compile()
+    history = []
     for i in range(3):
+        inputs = jax.device_get((params, state))
         params, state, updates = compiled(params, state, i)
+        history.append((inputs, jax.device_get((params, state, updates))))
     assert_shardings(params, make_params(mesh, spec), "params")
     assert_shardings(updates, params, "updates")
     assert_shardings(state._replace(count=None), initial._replace(count=None), "state")
@@ -290,7 +293,26 @@ def on8_steps(nu_dtype, axis_type, spec):
     ):
         v = v.codes if isinstance(v, quantize.QuantizedArray) else v
         assert v.sharding.is_equivalent_to(p.sharding, p.ndim), f"nu{jax.tree_util.keystr(path)}"
-    return collectives(compiled), jax.device_get((params, state))
+    return collectives(compiled), history
+
+
+def assert_steps_match_one_device(tx, history):
+    """Each sharded step equals the one-device step from the same inputs, to float32
+    rounding; an 8-bit code may be its neighbour, where a value sits within a rounding
+    of the boundary between two codes (rare: at most 1 in 1000 here)."""
+    step = jax.jit(train_step(tx))
+    for i, (inputs, got) in enumerate(history):
+        expected = step(*inputs, i)
+        for (path, a), b in zip(
+            jax.tree.leaves_with_path(got), jax.tree.leaves(expected), strict=True
+        ):
+            where = f"step {i}{jax.tree_util.keystr(path)}"
+            if a.dtype == np.uint8:
+                moved = np.abs(a.astype(np.int32) - np.asarray(b, np.int32))
+                assert moved.max() <= 1 and moved.mean() <= 1e-3, where
+            else:
+                a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6, err_msg=where)
 
 
 @pytest.mark.parametrize(
@@ -298,22 +320,20 @@ def on8_steps(nu_dtype, axis_type, spec):
     [(nu, "auto") for nu in NU_DTYPES] + [("nu_float", "explicit"), ("nu_int8", "explicit")],
 )
 def test_step_keeps_shardings_without_collectives(on8, nu_dtype, axis_type):
-    """The variant with every buffer and feature: 3 steps, against one device."""
+    """The variant with every buffer and feature: 3 steps, each against one device."""
     future = on8(on8_steps, nu_dtype, axis_type, PARAMS)
-    expected = train(make_tx(nu_dtype), make_params())
-    found, got = result(future)
+    found, history = result(future)
     assert not found, f"the compiled step holds {found}"
-    assert_trees_close(got, expected, "(params, state)")
+    assert_steps_match_one_device(make_tx(nu_dtype), history)
 
 
 def test_8bit_leaf_split_inside_its_blocks_still_steps(on8):
     """Cut blocks are gathered: the step communicates, but it runs (explicit axes too),
     keeps the codes sharded like their leaf, and matches one device."""
     future = on8(on8_steps, "nu_int8", "explicit", SPLIT_INSIDE_BLOCKS)
-    expected = train(make_tx("nu_int8"), make_params(None, SPLIT_INSIDE_BLOCKS))
-    found, got = result(future)
+    found, history = result(future)
     assert found, "the cut blocks should be gathered"
-    assert_trees_close(got, expected, "(params, state)")
+    assert_steps_match_one_device(make_tx("nu_int8"), history)
 
 
 # ---------------------------------------------------------------------------
@@ -352,20 +372,22 @@ def on8_zero1(nu_dtype):
     # The gradients arrive replicated (as after a data-parallel mean); each device
     # updates its part of the state, and the updates are gathered into the parameters.
     step = jax.jit(train_step(tx), out_shardings=(replicated, split, replicated))
+    history = []
     for i in range(3):
-        params, state, _ = step(params, state, i)
+        inputs = jax.device_get((params, state))
+        params, state, updates = step(params, state, i)
+        history.append((inputs, jax.device_get((params, state, updates))))
     assert_shardings(state, split, "ZeRO state after steps")
     assert_shardings(params, jax.tree.map(lambda _: replicated, params), "params")
-    return device_bytes(full_state), device_bytes(state), jax.device_get((params, state))
+    return device_bytes(full_state), device_bytes(state), history
 
 
 @pytest.mark.parametrize("nu_dtype", ["nu_float", "nu_int8"])
 def test_zero1_divides_state_bytes_per_device_by_axis_size(on8, nu_dtype):
     future = on8(on8_zero1, nu_dtype)
-    expected = train(make_tx(nu_dtype), make_params())
-    whole, split, got = result(future)
+    whole, split, history = result(future)
     assert split < whole / 7.9, (whole, split)
-    assert_trees_close(got, expected, "(params, state)")
+    assert_steps_match_one_device(make_tx(nu_dtype), history)
 
 
 # ---------------------------------------------------------------------------
