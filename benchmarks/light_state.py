@@ -4,8 +4,8 @@
     python benchmarks/light_state.py --quick    # a smoke run (smaller, fewer seeds)
 
 Three problems, each trained from the same seeds (initial parameters, data order, noise)
-with ``nu`` stored four ways: float32 (the reference), bfloat16 and 8-bit codes rounded to
-nearest (``nu_dtype="int8"``) or stochastically (``Int8(rounding="stochastic")``); the
+with ``nu`` stored four ways: float32 (the reference), bfloat16 and 8-bit codes rounded
+stochastically (``nu_dtype="int8"``) or to nearest (``Int8(rounding="nearest")``); the
 table gives the mean final loss over seeds, its spread, the relative gap of the mean to
 float32 state, and the optimizer state's bytes per parameter
 (``optax_rmsprop.state_size``). All seeds of one problem train at once (``jax.vmap``).
@@ -62,8 +62,8 @@ FASHION_MNIST = Path(
 STATES: dict[str, Any] = {
     "float32": None,
     "bfloat16": jnp.bfloat16,
-    "int8": Int8(),
-    "int8-stochastic": Int8(rounding="stochastic"),
+    "int8": Int8(),  # stochastic rounding
+    "int8-nearest": Int8(rounding="nearest"),
 }
 
 Problem = dict[str, Any]

@@ -94,7 +94,10 @@ class _Rule:
     """The static part of a configuration: everything that shapes the computation.
 
     It is hashable, so one compiled update serves every transformation built with
-    the same rule, whatever the values of the numeric hyperparameters.
+    the same rule, whatever the values of its array hyperparameters (as
+    ``optax.inject_hyperparams`` passes them). Python numbers are part of the rule:
+    compile-time constants of the eager step as of a caller's jitted one, so that the
+    compiler folds them the same way in both and jit gives the eager step's bits.
     """
 
     eps_in_sqrt: bool
@@ -111,6 +114,7 @@ class _Rule:
     nu_dtype: Any  # None, a float dtype, or a quantize.Int8
     mu_dtype: Any
     schedules: tuple[tuple[str, Callable[[jax.Array], Any]], ...]
+    constants: tuple[tuple[str, float], ...]  # hyperparameters given as Python numbers
 
 
 def _hashable_mask(mask: MaskOrFn | None) -> Any:
@@ -223,7 +227,7 @@ def _as_stored(x: jax.Array, dtype: Any) -> jax.Array:
 
 def _leaf_update(rule, h, t, leaf, decays_weight, g, p, v, m, b):
     """One leaf of the update; see :func:`rmsprop` for the equations it follows."""
-    out_dtype = g.dtype
+    out_dtype, g_stored, p_stored = g.dtype, g, p
     if rule.split_complex:  # PyTorch: real and imaginary parts are separate coordinates
         g_in, g, p = g, _to_pairs(g), None if p is None else _to_pairs(p)
     stored_v = v
@@ -231,7 +235,6 @@ def _leaf_update(rule, h, t, leaf, decays_weight, g, p, v, m, b):
         v = quantize.dequantize(v, rule.nu_dtype)
     cd = _compute_dtype(g.dtype, v.dtype)
     g = g.astype(cd)
-    h = {name: x.astype(_real_dtype(cd)) for name, x in h.items()}
     lr, rho, eps = h.get("learning_rate"), h["decay"], h["eps"]
     wd, mu_ = h.get("weight_decay"), h.get("momentum")
 
@@ -280,12 +283,35 @@ def _leaf_update(rule, h, t, leaf, decays_weight, g, p, v, m, b):
     new_m = new_m.astype(m.dtype) if rule.centered else None
     new_b = new_b.astype(b.dtype) if rule.use_momentum else None
     if isinstance(stored_v, quantize.QuantizedArray):
-        # A different stream of rounding noise for each step and leaf (stochastic rounding).
-        seed = t.astype(jnp.uint32) * jnp.uint32(0x632BE5AB) + jnp.uint32(leaf * 0x85EBCA77 % 2**32)
-        new_v = quantize.quantize(new_v, rule.nu_dtype, seed)
+        new_v = _requantize(rule, h, t, leaf, decays_weight, g_stored, p_stored, stored_v, new_v)
     else:
         new_v = new_v.astype(v.dtype)
     return u.astype(out_dtype), new_v, new_m, new_b
+
+
+def _requantize(rule, h, t, leaf, decays_weight, g, p, stored_v, new_v):
+    """``new_v`` in 8-bit blocks.
+
+    Rounded to nearest, each block is scaled by its maximum. Rounded stochastically,
+    by an upper bound of it: the update of v applied to the blocks' maxima of the old
+    v and of |g|, read from the stored codes and gradients. That takes no pass over
+    the new v, which XLA:CPU would first write out to memory. The bound is at most
+    twice the maximum (one octave of range, nothing in precision) and never below it
+    (each operation rounds monotonically, as in the elementwise update). Complex
+    gradients take the exact maximum.
+    """
+    config, rho, f32 = rule.nu_dtype, h["decay"], new_v.dtype
+    scales = None
+    if config.rounding == "stochastic" and not jnp.iscomplexobj(g):
+        g_max = quantize.block_max_abs(g, config).astype(f32)
+        if rule.weight_decay == "coupled" and decays_weight:  # |g + wd p| <= |g| + wd |p|
+            g_max = g_max + h["weight_decay"] * quantize.block_max_abs(p, config).astype(f32)
+        big = jnp.finfo(f32).max * (1 - 4 * jnp.finfo(f32).eps)  # as in _leaf_update
+        old_max = quantize.block_max(stored_v, config)
+        scales = (1 - rho) * jnp.minimum(g_max * g_max, big) + rho * old_max
+    # A different stream of rounding noise for each step and leaf.
+    seed = t.astype(jnp.uint32) * jnp.uint32(0x632BE5AB) + jnp.uint32(leaf * 0x85EBCA77 % 2**32)
+    return quantize.quantize(new_v, config, seed, scales)
 
 
 def _flatten_like(tree: Any, treedef: Any, name: str, paths: list[str]) -> list[Any]:
@@ -384,15 +410,9 @@ def _check_buffer_dtypes(rule: _Rule, where: str, p: Any, v: Any, m: Any, b: Any
 
 def _step(updates, state, params, values, rule):
     count = state.count
-    # Arrays, not Python floats: 1 - decay is float32 arithmetic in every program (under
-    # the caller's jit Python would compute it in float64). Plus a zero known only at run
-    # time: a Python number is a constant of the caller's program but an argument of the
-    # eager one, and compilers fold constants (pow, fused multiply-adds) their own way;
-    # behind "+ 0" the two programs compute the same bits.
-    zero = jax.lax.shift_right_arithmetic(count, jnp.int32(31))  # count is never < 0
-    h = {}
-    for name, value in values.items():
-        h[name] = jnp.asarray(value) + zero.astype(jnp.result_type(value))
+    # Arrays, not Python floats: 1 - decay is float32 arithmetic, as in the eager step,
+    # also under the caller's jit (where Python would compute it in float64).
+    h = {name: jnp.asarray(value) for name, value in (*values.items(), *rule.constants)}
     for name, schedule in rule.schedules:
         h[name] = _value(name, schedule(count))
     t = optax.safe_increment(count)
@@ -539,9 +559,16 @@ def _build(
             for name, value in hyperparameters.items()
             if callable(value) and not isinstance(value, (jax.Array, np.ndarray))
         ),
+        constants=tuple(
+            (name, float(value) + 0.0)  # + 0.0: -0.0 is 0.0
+            for name, value in hyperparameters.items()
+            if isinstance(value, (numbers.Real, np.generic, np.ndarray))
+        ),
     )
-    values = {
-        name: value for name, value in hyperparameters.items() if name not in dict(rule.schedules)
+    values = {  # arrays: arguments of the compiled step
+        name: value
+        for name, value in hyperparameters.items()
+        if name not in dict(rule.schedules) and name not in dict(rule.constants)
     }
     try:
         hash(rule)

@@ -2,8 +2,9 @@
 
 The second moment ``v`` is non-negative and spans many orders of magnitude, so a
 linear 8-bit code loses the small values (and a linear int8 ``v`` is known to
-make training diverge). Here each block of ``block_size`` values keeps its
-maximum ``m`` in float32 and each value an 8-bit floating-point code relative to
+make training diverge). Here each block of ``block_size`` values keeps a scale
+``m`` in float32, its maximum (or, in the update with stochastic rounding, a bound
+of it within a factor 2), and each value an 8-bit floating-point code relative to
 it: 5 bits of exponent, 3 of mantissa, no sign::
 
     code 0        ->  0
@@ -14,21 +15,21 @@ float32 numbers of ``[1.25 * 2**-32, 1]`` with three mantissa bits, and encoding
 is integer arithmetic on the bits of ``v / m`` (no logarithm, no exponential),
 decoding a shift of the code back into place.
 
-Rounding is to the nearest code (``rounding="nearest"``): the relative error of
-a round trip is at most 1/16 (6.25 % of ``v``, about 3 % of ``sqrt(v)``) for any
-``v`` in ``[m * 1.25 * 2**-32, m]``. Or it is stochastic
-(``rounding="stochastic"``): up or down with the probabilities that make the
-stored value right on average, so a ``v`` that falls by less than a code's
-width each step still falls (with nearest rounding it would stay put). A
-positive value below the range is stored as the smallest positive code, so it
-comes back larger, never as 0: the step it scales only gets smaller. Exact
-zeros stay zero.
+Rounding is stochastic by default (``rounding="stochastic"``): up or down with
+the probabilities that make the stored value right on average (within one code,
+1/8 of ``v``), so a ``v`` that falls by less than a code's width each step still
+falls. Or it is to the nearest code (``rounding="nearest"``): the relative error
+of a round trip is then at most 1/16 (6.25 % of ``v``, about 3 % of ``sqrt(v)``)
+for any ``v`` in ``[m * 1.25 * 2**-32, m]``, but a ``v`` that moves by less than
+half a code per step keeps its old code. A positive value below the range is
+stored as the smallest positive code, so it comes back larger, never as 0: the
+step it scales only gets smaller. Exact zeros stay zero.
 
 Blocks run along the leaf's trailing axes, flattened: the fewest trailing axes
-whose size is filled by whole blocks with at most a quarter of a block of
-padding per 256 values, so every leaf the default quantizes costs at most 1.02
-bytes per value. A leaf ``(rows, 512)`` has blocks along its last axis, a conv
-kernel ``(3, 3, 64, 64)`` along its last two. The scales, of shape
+whose size needs at most a quarter of itself in padding to fill whole blocks, so
+every leaf the default quantizes costs at most 1.02 bytes per value. A leaf
+``(rows, 512)`` has blocks along its last axis, a conv kernel ``(3, 3, 64, 64)``
+along its last two. The scales, of shape
 ``(*leading axes, blocks)``, shard like the leading axes of the leaf, so the
 update needs no communication when a leaf is split along leading axes (or along
 a blocked last axis whose every shard holds whole blocks).
@@ -51,6 +52,8 @@ from jax.sharding import PartitionSpec
 __all__ = [
     "Int8",
     "QuantizedArray",
+    "block_max",
+    "block_max_abs",
     "dequantize",
     "full",
     "quantize",
@@ -73,13 +76,15 @@ class Int8:
     Attributes:
       block_size: values per float32 scale (256: 1.0156 bytes per value).
       min_size: leaves with fewer elements stay float32 (their state is small).
-      rounding: ``"nearest"`` or ``"stochastic"`` (unbiased: for decays close to 1,
-        where ``v`` may fall by less than a code's width per step).
+      rounding: ``"stochastic"`` (unbiased, so ``v`` follows an average that moves by
+        less than a code's width per step; blocks scaled by an upper bound of their
+        maximum, which takes no extra pass) or ``"nearest"`` (blocks scaled by their
+        maximum; a value that moves by less than half a code per step stays put).
     """
 
     block_size: int = 256
     min_size: int = 4096
-    rounding: str = "nearest"
+    rounding: str = "stochastic"
 
     def __post_init__(self):
         for name in ("block_size", "min_size"):
@@ -195,15 +200,42 @@ def _fraction(codes: jax.Array) -> jax.Array:
     return jnp.where(codes > 0, fraction, 0.0)
 
 
-def quantize(v: jax.Array, config: Int8, seed: jax.Array | None = None) -> QuantizedArray:
-    """Codes and block maxima of a non-negative array.
+def block_max_abs(x: jax.Array, config: Int8) -> jax.Array:
+    """The largest ``|x|`` of each block of a real array (shaped like the scales).
 
+    One pass over ``x`` as it is stored: its maximum and minimum in a single reduction,
+    which XLA:CPU runs as one vectorized loop (a reduction of ``abs(x)`` would be a
+    slow scalar loop, or would first write ``abs(x)`` out).
+    """
+    blocks = _blocks(x, config.block_size)
+    top, bottom = jax.lax.reduce(
+        (blocks, blocks),
+        (jnp.array(-jnp.inf, x.dtype), jnp.array(jnp.inf, x.dtype)),
+        lambda a, b: (jnp.maximum(a[0], b[0]), jnp.minimum(a[1], b[1])),
+        (blocks.ndim - 1,),
+    )
+    return jnp.maximum(top, -bottom)
+
+
+def block_max(q: QuantizedArray, config: Int8) -> jax.Array:
+    """The largest value of each block, read from the codes (one byte per value)."""
+    return _fraction(jnp.max(_blocks(q.codes, config.block_size), axis=-1)) * q.scales
+
+
+def quantize(
+    v: jax.Array, config: Int8, seed: jax.Array | None = None, scales: jax.Array | None = None
+) -> QuantizedArray:
+    """Codes and block scales of a non-negative array.
+
+    ``scales``: the blocks' maxima (computed when None) or upper bounds of them; a bound
+    at most twice the maximum costs one octave of range, nothing in precision.
     ``seed`` (an integer scalar, e.g. the step mixed with the leaf's index) drives
     stochastic rounding; nearest rounding ignores it.
     """
     v = v.astype(jnp.float32)
     blocks = _blocks(v, config.block_size)
-    scales = jnp.max(blocks, axis=-1)
+    if scales is None:
+        scales = jnp.max(blocks, axis=-1)
     inverse = jnp.where(scales > 0, 1 / scales, 0.0)[..., None]
     bits = jax.lax.bitcast_convert_type(blocks * inverse, jnp.int32) - _BASE
     if config.rounding == "stochastic":

@@ -544,31 +544,43 @@ def test_update_inside_cond_inside_scan_matches_python_loop(name, dtype):
 # No recompilation on the eager path
 
 
-def _other_values(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The same rule with different numbers: every float hyperparameter halved."""
-    return {key: value / 2 if isinstance(value, float) else value for key, value in kwargs.items()}
+def _as_arrays(kwargs: dict[str, Any], factor: float = 1.0) -> dict[str, Any]:
+    """``kwargs`` with every float hyperparameter a scalar array, times ``factor``."""
+    return {
+        key: jnp.asarray(value * factor) if isinstance(value, float) else value
+        for key, value in kwargs.items()
+    }
 
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_eager_update_reuses_the_compiled_step(name):
-    """Eager ``update`` runs one cached executable, also for a new instance with new values."""
+    """Eager ``update`` runs one cached executable: for a new instance with the same
+    numbers, and for one with new values given as arrays (as ``inject_hyperparams``
+    passes them). Python numbers are compile-time constants (so that jit gives the eager
+    step's bits): a new number compiles once."""
     kwargs = {"learning_rate": 0.1, "decay": 0.9, "eps": 1e-6, **VARIANTS[name]}
-    tx = optax_rmsprop.rmsprop(**kwargs)
-    other = optax_rmsprop.rmsprop(**_other_values(kwargs))
     params = make_params()
     grads = make_grads(0, params)
-    state, other_state = tx.init(params), other.init(params)
     before = core._jitted_step._cache_size()
-    tx.update(grads, state, params)  # the first call may compile the step
+    numbers = optax_rmsprop.rmsprop(**kwargs)
+    arrays = optax_rmsprop.rmsprop(**_as_arrays(kwargs))
+    for tx in (numbers, arrays):  # the first calls may compile the step
+        tx.update(grads, tx.init(params), params)
     size = core._jitted_step._cache_size()
-    assert size - before <= 1
+    assert size - before <= 2
+    same_numbers = optax_rmsprop.rmsprop(**kwargs)
+    new_arrays = optax_rmsprop.rmsprop(**_as_arrays(kwargs, 0.5))
     with count_compilations() as compiled:
-        updates, _ = tx.update(grads, state, params)
-        other_updates, _ = other.update(grads, other_state, params)
-        jax.block_until_ready((updates, other_updates))
-    assert compiled == []
+        updates, _ = arrays.update(grads, arrays.init(params), params)
+        other_updates, _ = new_arrays.update(grads, new_arrays.init(params), params)
+        same_updates, _ = same_numbers.update(grads, same_numbers.init(params), params)
+        jax.block_until_ready((updates, other_updates, same_updates))
+    assert [c for c in compiled if "step" in c] == [], compiled
     assert core._jitted_step._cache_size() == size
     assert_trees_differ(updates, other_updates)  # the new values were used, not baked in
+    new_numbers = optax_rmsprop.rmsprop(**{**kwargs, "learning_rate": 0.05})
+    new_numbers.update(grads, new_numbers.init(params), params)
+    assert core._jitted_step._cache_size() == size + 1
 
 
 # ---------------------------------------------------------------------------
