@@ -227,7 +227,7 @@ def _as_stored(x: jax.Array, dtype: Any) -> jax.Array:
 
 def _leaf_update(rule, h, t, leaf, decays_weight, g, p, v, m, b):
     """One leaf of the update; see :func:`rmsprop` for the equations it follows."""
-    out_dtype, g_stored, p_stored = g.dtype, g, p
+    out_dtype, g_stored = g.dtype, g
     if rule.split_complex:  # PyTorch: real and imaginary parts are separate coordinates
         g_in, g, p = g, _to_pairs(g), None if p is None else _to_pairs(p)
     stored_v = v
@@ -283,13 +283,13 @@ def _leaf_update(rule, h, t, leaf, decays_weight, g, p, v, m, b):
     new_m = new_m.astype(m.dtype) if rule.centered else None
     new_b = new_b.astype(b.dtype) if rule.use_momentum else None
     if isinstance(stored_v, quantize.QuantizedArray):
-        new_v = _requantize(rule, h, t, leaf, decays_weight, g_stored, p_stored, stored_v, new_v)
+        new_v = _requantize(rule, h, t, leaf, decays_weight, g_stored, stored_v, new_v)
     else:
         new_v = new_v.astype(v.dtype)
     return u.astype(out_dtype), new_v, new_m, new_b
 
 
-def _requantize(rule, h, t, leaf, decays_weight, g, p, stored_v, new_v):
+def _requantize(rule, h, t, leaf, decays_weight, g, stored_v, new_v):
     """``new_v`` in 8-bit blocks.
 
     Rounded to nearest, each block is scaled by its maximum. Rounded stochastically,
@@ -298,14 +298,14 @@ def _requantize(rule, h, t, leaf, decays_weight, g, p, stored_v, new_v):
     the new v, which XLA:CPU would first write out to memory. The bound is at most
     twice the maximum (one octave of range, nothing in precision) and never below it
     (each operation rounds monotonically, as in the elementwise update). Complex
-    gradients take the exact maximum.
+    gradients, and gradients with coupled weight decay (whose |g + wd p| has no such
+    cheap bound), take the exact maximum.
     """
     config, rho, f32 = rule.nu_dtype, h["decay"], new_v.dtype
     scales = None
-    if config.rounding == "stochastic" and not jnp.iscomplexobj(g):
+    coupled = rule.weight_decay == "coupled" and decays_weight
+    if config.rounding == "stochastic" and not jnp.iscomplexobj(g) and not coupled:
         g_max = quantize.block_max_abs(g, config).astype(f32)
-        if rule.weight_decay == "coupled" and decays_weight:  # |g + wd p| <= |g| + wd |p|
-            g_max = g_max + h["weight_decay"] * quantize.block_max_abs(p, config).astype(f32)
         big = jnp.finfo(f32).max * (1 - 4 * jnp.finfo(f32).eps)  # as in _leaf_update
         old_max = quantize.block_max(stored_v, config)
         scales = (1 - rho) * jnp.minimum(g_max * g_max, big) + rho * old_max

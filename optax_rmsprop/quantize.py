@@ -236,8 +236,13 @@ def quantize(
     blocks = _blocks(v, config.block_size)
     if scales is None:
         scales = jnp.max(blocks, axis=-1)
-    inverse = jnp.where(scales > 0, 1 / scales, 0.0)[..., None]
-    bits = jax.lax.bitcast_convert_type(blocks * inverse, jnp.int32) - _BASE
+    # v / scale, as XLA computes it: v * (1 / scale). Above 2**126 that inverse would be
+    # subnormal, which XLA flushes to 0, so large scales are first divided by 2**64 (and
+    # the ratio after): both exact.
+    shift = jnp.where(scales > 2.0**64, 2.0**-64, 1.0)
+    inverse = jnp.where(scales > 0, 1 / (scales * shift), 0.0)
+    ratio = blocks * inverse[..., None] * shift[..., None]
+    bits = jax.lax.bitcast_convert_type(ratio, jnp.int32) - _BASE
     if config.rounding == "stochastic":
         if seed is None:
             raise ValueError("stochastic rounding needs a seed.")

@@ -3,18 +3,23 @@
 * Storage: the dtype of every buffer and the bytes per parameter for each option (the
   parameter's dtype, float32, bfloat16, 8-bit blocks), small leaves left in float32, the
   ``Int8`` knobs honoured, ``state_size`` from shapes only.
-* The 8-bit code: a quantize → dequantize round trip keeps the relative error of ``v``
-  within ``quantize.relative_error_bound`` over the whole span a block can hold, values
-  below it come back larger (never 0), zeros stay zero; one step against a NumPy oracle
-  written from the code's definition in the docstring of :mod:`optax_rmsprop.quantize`.
+* The 8-bit code: every code stands for the value the docstring of
+  :mod:`optax_rmsprop.quantize` gives it; a quantize → dequantize round trip keeps the
+  relative error of ``v`` within ``quantize.relative_error_bound`` over the whole span a
+  block can hold, values below it come back larger (never 0), zeros stay zero; stochastic
+  rounding is right on average over seeds; blocks run along the trailing axes, at most
+  1.02 bytes per value; steps against a NumPy oracle written from that docstring (a table
+  of code values, the trailing-axes rule, the scales of the update), and the stored scales
+  bound each block's new ``v``. With decays close to 1, stochastic rounding follows a
+  slowly falling ``v`` that rounding to nearest cannot.
 * Robustness: updates keep the parameter dtype; float16 parameters with zero or tiny
   gradients give finite updates for every variant (``optax.rmsprop`` gives NaN or inf);
   the 8-bit state keeps its types under ``lax.cond``, ``jit``, ``vmap`` and
   ``optax.inject_hyperparams``; bad ``nu_dtype``/``mu_dtype`` raise, naming the argument.
 * Convergence on three small problems, each trained over several seeds at once with
   ``jax.vmap``: the d2l airfoil regression, a Fashion-MNIST MLP and a noisy ill-conditioned
-  quadratic. The mean final loss with bfloat16 or 8-bit ``nu`` is within 1% of float32
-  ``nu``. ``benchmarks/light_state.py`` runs the same problems at full size.
+  quadratic. The mean final loss with bfloat16 or 8-bit ``nu`` (either rounding) is
+  within 1% of float32 ``nu``. ``benchmarks/light_state.py`` runs the same problems at full size.
 """
 
 from __future__ import annotations
@@ -127,8 +132,9 @@ def test_small_leaves_stay_float32():
     for name in ("almost", "bias", "scalar"):
         assert state.nu[name].dtype == jnp.float32 and state.nu[name].shape == params[name].shape
     size = optax_rmsprop.state_size(optax_rmsprop.rmsprop(1e-3, nu_dtype="int8"), params)
-    # The kernel's blocks are its rows of 64 (blocks run along the last axis).
-    assert size.state_bytes == (4096 + 4 * 64) + 4 * (4095 + 64 + 1) + 4
+    # The kernel's blocks run along both of its axes (rows of 64 would pad to 256): 16.
+    assert state.nu["kernel"].scales.shape == (16,)
+    assert size.state_bytes == (4096 + 4 * 16) + 4 * (4095 + 64 + 1) + 4
 
 
 @pytest.mark.parametrize("block_size, min_size", [(64, 100), (1000, 1), (7, 7)])
@@ -191,37 +197,133 @@ def test_state_size_agrees_with_init():
 
 
 # ---------------------------------------------------------------------------
+# The 8-bit code and its blocks in NumPy, written from the docstring of
+# optax_rmsprop.quantize (a table of code values and a search, not its bit arithmetic).
+
+
+def code_table() -> np.ndarray:
+    """The value of each code as a fraction of its block's maximum m (float64, exact):
+    code 0 -> 0; code c >= 1 -> 2^(e - 31)·(1 + k/8) where c - 7 = 8e + k, 0 <= k < 8."""
+    table = np.zeros(256)
+    for c in range(1, 256):
+        e, k = divmod(c - 7, 8)
+        table[c] = 2.0 ** (e - 31) * (1 + k / 8)
+    return table
+
+
+CODE_TABLE = code_table()
+
+
+def np_blocked_axes(shape: tuple[int, ...], block_size: int) -> int:
+    """The fewest trailing axes whose flattened size T pads to whole blocks with at most
+    T/4 of padding; all the axes when none does."""
+    for k in range(1, len(shape) + 1):
+        size = math.prod(shape[-k:])
+        padded = math.ceil(size / block_size) * block_size
+        if 4 * (padded - size) <= size:
+            return k
+    return len(shape)
+
+
+def np_scales_shape(shape: tuple[int, ...], block_size: int) -> tuple[int, ...]:
+    shape = shape or (1,)
+    k = np_blocked_axes(shape, block_size)
+    return (*shape[:-k], math.ceil(math.prod(shape[-k:]) / block_size))
+
+
+def np_blocks(x: np.ndarray, block_size: int) -> np.ndarray:
+    """(*leading axes, blocks, block_size): the blocked trailing axes, flattened, in
+    zero-padded blocks."""
+    shape = x.shape or (1,)
+    k = np_blocked_axes(shape, block_size)
+    flat = x.reshape(*shape[: len(shape) - k], math.prod(shape[-k:]))
+    padded = math.ceil(flat.shape[-1] / block_size) * block_size
+    flat = np.pad(flat, [(0, 0)] * (flat.ndim - 1) + [(0, padded - flat.shape[-1])])
+    return flat.reshape(*flat.shape[:-1], -1, block_size)
+
+
+def np_unblock(blocks: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    k = np_blocked_axes(shape or (1,), blocks.shape[-1])
+    flat = blocks.reshape(*blocks.shape[:-2], -1)
+    return flat[..., : math.prod((shape or (1,))[-k:])].reshape(shape)
+
+
+def np_neighbour_codes(blocks: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each positive value, the codes in [1, 255] just below and just above v/m (the
+    same code where v/m is one; code 1 for both below the range); 0 for zeros."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(blocks > 0, blocks.astype(np.float64) / m[..., None], 0.0)
+    low = np.clip(np.searchsorted(CODE_TABLE, ratio, side="right") - 1, 1, 255)
+    high = np.clip(np.searchsorted(CODE_TABLE, ratio, side="left"), 1, 255)
+    positive = blocks > 0
+    return np.where(positive, low, 0), np.where(positive, high, 0)
+
+
+def np_quantize_blocks(
+    blocks: np.ndarray, m: np.ndarray | None = None
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """Per block the scale m (its maximum unless given); each positive value the code
+    whose value m·table[c] is the nearest (a value below the range: code 1); zeros code
+    0. Returns the nearest codes, the codes on either side, and m."""
+    m = blocks.max(axis=-1) if m is None else m
+    low, high = np_neighbour_codes(blocks, m)
+    ratio = blocks.astype(np.float64) / np.where(m > 0, m, 1)[..., None]
+    nearest = np.where(CODE_TABLE[high] - ratio < ratio - CODE_TABLE[low], high, low)
+    return nearest, (low, high), m
+
+
+def np_quantize(v: np.ndarray, config: Int8) -> tuple[np.ndarray, np.ndarray]:
+    codes, _, m = np_quantize_blocks(np_blocks(v.astype(np.float32), config.block_size))
+    return np_unblock(codes.astype(np.uint8), v.shape), m
+
+
+def np_dequantize(codes: np.ndarray, m: np.ndarray, config: Int8) -> np.ndarray:
+    values = CODE_TABLE[np_blocks(codes, config.block_size)] * m[..., None]
+    return np_unblock(values.astype(np.float32), codes.shape)
+
+
+# ---------------------------------------------------------------------------
 # The 8-bit code: round trips.
 
 CONFIGS = {
-    "default": Int8(),
-    "octaves8-block16": Int8(block_size=16, min_size=1, octaves=8),
-    "octaves64-block100": Int8(block_size=100, min_size=1, octaves=64),
+    "default": Int8(),  # stochastic rounding
+    "nearest": Int8(rounding="nearest"),
+    "nearest-block16": Int8(block_size=16, min_size=1, rounding="nearest"),
+    "nearest-block100": Int8(block_size=100, min_size=1, rounding="nearest"),
+    "stochastic-block64": Int8(block_size=64, min_size=1, rounding="stochastic"),
 }
 
 
-def in_range_blocks(config: Int8, n_blocks: int = 64, seed: int = 0) -> np.ndarray:
-    """Blocks whose values cover their whole in-range span [max·2^-octaves, max], both ends
-    included, densely on a log scale; the maxima span from 1e3 down to the smallest that
-    keeps the span above float32's smallest normal (XLA on CPU flushes subnormals to 0)."""
+def in_range_blocks(config: Int8, n_values: int = 1 << 15, seed: int = 0) -> np.ndarray:
+    """Blocks whose values cover their whole in-range span [m·smallest_code_value(), m],
+    both ends included, densely on a log scale; the maxima m span from 1e3 down to the
+    smallest that keeps the span above float32's smallest normal (XLA on CPU flushes
+    subnormals to 0)."""
     rng = np.random.default_rng(seed)
-    lowest = math.log10(np.finfo(np.float32).tiny) + config.octaves * math.log10(2)
+    n_blocks = max(n_values // config.block_size, 64)
+    smallest = quantize.smallest_code_value()
+    lowest = math.log10(np.finfo(np.float32).tiny / smallest)
     maxima = 10.0 ** rng.uniform(lowest, 3, n_blocks)
     maxima[:2] = 10.0 ** math.ceil(lowest), 1e3
-    exponents = np.linspace(-config.octaves, 0, config.block_size)  # log2(v / max)
-    blocks = maxima[:, None] * 2.0 ** rng.permutation(exponents)[None, :]
-    return blocks.astype(np.float32)
+    exponents = np.linspace(math.log2(smallest), 0, config.block_size)  # log2(v / m)
+    spacing = exponents[1] - exponents[0]
+    exponents = np.tile(exponents, (n_blocks, 1))  # the ends exact, the others jittered
+    exponents[:, 1:-1] += rng.uniform(-0.45, 0.45, (n_blocks, config.block_size - 2)) * spacing
+    fractions = 2.0 ** rng.permuted(exponents, axis=1)
+    return maxima.astype(np.float32)[:, None] * fractions.astype(np.float32)
 
 
 @jax.jit(static_argnames="config")
-def quantize_dequantize(v: jax.Array, config: Int8) -> tuple[jax.Array, jax.Array]:
-    q = quantize.quantize(v, config)
-    return q.codes, quantize.dequantize(q, config)
+def quantize_dequantize(v: jax.Array, config: Int8, seed: jax.Array) -> tuple[jax.Array, ...]:
+    q = quantize.quantize(v, config, seed)
+    return q.codes, q.scales, quantize.dequantize(q, config)
 
 
-def round_trip(v: np.ndarray, config: Int8) -> np.ndarray:
-    codes, back = quantize_dequantize(v, config=config)
+def round_trip(v: np.ndarray, config: Int8, seed: int = 0) -> np.ndarray:
+    codes, scales, back = quantize_dequantize(v, config=config, seed=jnp.uint32(seed))
     assert codes.dtype == jnp.uint8 and codes.shape == v.shape
+    assert scales.dtype == jnp.float32
+    assert scales.shape == quantize.scales_shape(v.shape, config)
     return np.asarray(back)
 
 
@@ -231,33 +333,60 @@ def test_round_trip_error_within_the_stated_bound(config):
     back = round_trip(v, config)
     error = np.abs(back.astype(np.float64) / v - 1)
     bound = quantize.relative_error_bound(config)
-    assert bound == pytest.approx(2 ** (config.octaves / 508) - 1)
-    # The bound holds in exact arithmetic; float32 log2/exp2 add a few ulp.
+    assert bound == (1 / 16 if config.rounding == "nearest" else 1 / 8)
+    # The bound holds in exact arithmetic; v·(1/m) in float32 adds a few ulp.
     assert error.max() <= bound + 1e-6, (error.max(), bound)
-    assert error.max() > 0.9 * bound  # the grid is dense enough to reach it
+    # The grid is dense enough to come close (nearest: at most 1/17 = 0.94 of the bound).
+    assert error.max() > 0.9 * bound, (error.max(), bound)
     # Each block's maximum comes back exactly: it is the stored scale.
     np.testing.assert_array_equal(back.max(axis=1), v.max(axis=1))
 
 
 def test_default_bound_is_the_documented_one():
-    assert quantize.relative_error_bound(Int8()) == pytest.approx(0.0446, abs=1e-4)  # 4.5 %
+    assert Int8() == Int8(rounding="stochastic")  # the default (quantize's docstring)
+    assert quantize.relative_error_bound(Int8()) == 0.125  # one code's width
+    nearest = Int8(rounding="nearest")
+    assert quantize.relative_error_bound(nearest) == 0.0625  # 6.25 % of v, ~3 % of sqrt(v)
+    assert quantize.smallest_code_value() == 1.25 * 2.0**-32
+
+
+@pytest.mark.parametrize("m", [1.0, 3.0e-20, 7.5, 1e30])
+def test_every_code_is_the_documented_value(m):
+    """The 255 values m·table[c] encode as c and decode to exactly themselves, whatever
+    the rounding; the midpoints between neighbouring codes sit at the documented 1/16."""
+    v = np.float32(m) * CODE_TABLE.astype(np.float32)  # exact: 4 significant bits
+    for rounding in ("nearest", "stochastic"):
+        config = Int8(block_size=256, min_size=1, rounding=rounding)
+        codes, scales, back = quantize_dequantize(v, config=config, seed=jnp.uint32(7))
+        np.testing.assert_array_equal(np.asarray(codes), np.arange(256))
+        np.testing.assert_array_equal(np.asarray(scales), [np.float32(m)])
+        np.testing.assert_array_equal(np.asarray(back), v)
+    gaps = np.diff(CODE_TABLE[1:]) / CODE_TABLE[1:-1]
+    assert gaps.max() == 1 / 8 and gaps.min() == pytest.approx(1 / 15)
+
+
+def test_stochastic_rounding_needs_a_seed():
+    with pytest.raises(ValueError, match="seed"):
+        quantize.quantize(jnp.ones(64), Int8(rounding="stochastic"))
 
 
 @pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
 def test_values_from_1e_30_to_1e3_in_one_block(config):
-    """In range: within the bound. Below it: back larger, never 0. Zeros: 0."""
+    """In range: within the bound. Below it: back larger (the smallest code), never 0.
+    Zeros: 0."""
     rng = np.random.default_rng(1)
     shape = (128, config.block_size)
     v = 10.0 ** rng.uniform(-30, 3, shape)
     v[:, 0] = 10.0 ** rng.uniform(0, 3, shape[0])  # each block's maximum near the top
     v = np.where(rng.random(shape) < 0.2, 0.0, v).astype(np.float32)
     back = round_trip(v, config)
-    floor = v.max(axis=1, keepdims=True) * np.float32(2.0**-config.octaves)
+    floor = v.max(axis=1, keepdims=True) * np.float32(quantize.smallest_code_value())
     in_range, below = v >= floor, (v > 0) & (v < floor)
     assert in_range.sum() > 100 and below.sum() > 100
     error = np.abs(back[in_range].astype(np.float64) / v[in_range] - 1)
     assert error.max() <= quantize.relative_error_bound(config) + 1e-6
     assert np.all(back[below] > 0) and np.all(back[below] >= v[below])
+    np.testing.assert_array_equal(back[below], np.broadcast_to(floor, v.shape)[below])
     np.testing.assert_array_equal(back[v == 0], 0.0)
 
 
@@ -269,71 +398,295 @@ def test_zero_blocks(config):
     np.testing.assert_array_equal(round_trip(z, config), z)
 
 
+def test_blocks_with_a_maximum_near_float32_max():
+    """|g|² is saturated at float32's maximum, so v reaches any float32 value; the stated
+    bound holds for every block maximum, up to float32's largest. (Found: quantize took
+    v * (1/m), and 1/m is subnormal for m > 2**126, flushed to 0: every code became 1.)"""
+    config = Int8(block_size=4, min_size=1)
+    m = np.array([1e37, 2.0**126, 1e38, 3.0e38], np.float32)
+    v = m[:, None] * np.float32([1, 0.5, 0.3, 1e-6])
+    error = np.abs(round_trip(v, config).astype(np.float64) / v - 1)
+    assert error.max() <= quantize.relative_error_bound(config) + 1e-6, error
+
+
 # ---------------------------------------------------------------------------
-# One 8-bit step against NumPy.
+# Stochastic rounding: right on average, each time within one code.
+
+SEEDS = 200
 
 
-def np_blocks(x: np.ndarray, block_size: int) -> np.ndarray:
-    """(*leading axes, blocks, block_size): the last axis in zero-padded blocks."""
-    x = x.reshape(x.shape or (1,))
-    x = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, -x.shape[-1] % block_size)])
-    return x.reshape(*x.shape[:-1], -1, block_size)
+@pytest.mark.parametrize("block_size", [64, 256])
+def test_stochastic_rounding_is_unbiased(block_size):
+    """The mean of 200 round trips with different seeds is v, within a few standard
+    errors of a choice between the two codes around v; each is within one code of v."""
+    config = Int8(block_size=block_size, min_size=1, rounding="stochastic")
+    v = in_range_blocks(config, n_values=4096, seed=2)
+    backs = jax.jit(
+        jax.vmap(lambda seed: quantize.dequantize(quantize.quantize(v, config, seed), config))
+    )(jnp.arange(SEEDS, dtype=jnp.uint32))
+    backs = np.asarray(backs, np.float64)
+    error = np.abs(backs / v - 1)
+    assert error.max() <= quantize.relative_error_bound(config) + 1e-6
+    _, (low, high), m = np_quantize_blocks(v)
+    low, high = CODE_TABLE[low] * m[:, None], CODE_TABLE[high] * m[:, None]
+    # On one of the two codes around v, but for rare float32 roundings of v·(1/m) (a
+    # block's maximum m becomes code 254 with probability 2**-20 where m·(1/m) < 1).
+    outside = (backs < low * (1 - 1e-6)) | (backs > high * (1 + 1e-6))
+    assert outside.mean() < 1e-5, np.argwhere(outside)
+    # The mean: a value between two codes comes back as the upper one with probability
+    # p = (v - low) / (high - low), so the mean of n round trips has the standard error
+    # sqrt((high - v)(v - low) / n). Each mean within 6 of them, plus one draw of a code
+    # width (v/8) for the heavy tail of a rare event (p or 1 - p ~ 1/n).
+    mean = backs.mean(axis=0)
+    standard_error = np.sqrt(np.maximum((high - v) * (v - low), 0) / SEEDS)
+    assert np.all(np.abs(mean - v) <= 6 * standard_error + v / (8 * SEEDS))
+    between = standard_error > 1e-6 * v  # v not on a code
+    z = (mean - v)[between] / standard_error[between]
+    assert z.size > 0.9 * v.size
+    assert abs(z.mean()) < 6 / math.sqrt(z.size), z.mean()  # no bias overall
+    assert 0.9 < np.mean(z**2) < 1.1, np.mean(z**2)  # independent from seed to seed
+    up = (backs > v * (1 + 1e-6)).mean(axis=0)[between]  # both ways, as often as due
+    assert 0.45 < up.mean() < 0.55, up.mean()
 
 
-def np_unblock(blocks: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    rows = blocks.reshape(*blocks.shape[:-2], -1)
-    return rows[..., : (shape or (1,))[-1]].reshape(shape)
+def test_stochastic_codes_depend_on_the_seed_only():
+    config = Int8(block_size=64, min_size=1, rounding="stochastic")
+    v = jnp.asarray(in_range_blocks(config, n_values=4096, seed=3))
+    codes = [np.asarray(quantize.quantize(v, config, jnp.uint32(s)).codes) for s in (5, 5, 6)]
+    np.testing.assert_array_equal(codes[0], codes[1])
+    assert (codes[0] != codes[2]).mean() > 0.1
+    # jit and eager draw the same noise.
+    jitted = jax.jit(quantize.quantize, static_argnames="config")(v, config, jnp.uint32(5))
+    np.testing.assert_array_equal(np.asarray(jitted.codes), codes[0])
+    # Nearest rounding ignores the seed.
+    nearest = Int8(block_size=64, min_size=1, rounding="nearest")
+    np.testing.assert_array_equal(
+        quantize.quantize(v, nearest, jnp.uint32(5)).codes,
+        quantize.quantize(v, nearest, jnp.uint32(6)).codes,
+    )
 
 
-def np_quantize(v: np.ndarray, config: Int8) -> tuple[np.ndarray, np.ndarray]:
-    """quantize.py's docstring: per block, m = its maximum; code 0 for 0, else the code c in
-    [1, 255] nearest (in log space) to v = m·2^((c − 255)·octaves/254)."""
-    blocks = np_blocks(v.astype(np.float32), config.block_size)
-    m = blocks.max(axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        c = 255 + np.log2(blocks / m[..., None]) * (254 / config.octaves)
-    codes = np.where(blocks > 0, np.clip(np.rint(c), 1, 255), 0).astype(np.uint8)
-    return np_unblock(codes, v.shape), m
+# ---------------------------------------------------------------------------
+# The layout of the blocks: trailing axes, at most 1.02 bytes per value.
+
+LAYOUTS = {  # shape, block size: the shape of the scales
+    "64x64": ((64, 64), 256, (16,)),
+    "conv3x3x64x64": ((3, 3, 64, 64), 256, (3, 3, 16)),
+    "1000x384": ((1000, 384), 256, (1500,)),
+    "64x512": ((64, 512), 256, (64, 2)),
+    "1024x1024": (BIG, 256, (1024, 4)),
+    "40x100-block64": ((40, 100), 64, (63,)),
+    "4097": ((4097,), 256, (17,)),
+    "scalar": ((), 256, (1,)),
+}
 
 
-def np_dequantize(codes: np.ndarray, m: np.ndarray, config: Int8) -> np.ndarray:
-    c = np_blocks(codes, config.block_size).astype(np.float32)
-    v = np.where(c > 0, m[..., None] * np.exp2((c - 255) * np.float32(config.octaves / 254)), 0)
-    return np_unblock(v.astype(np.float32), codes.shape)
+@pytest.mark.parametrize("shape, block_size, expected", LAYOUTS.values(), ids=LAYOUTS.keys())
+def test_scales_shape(shape, block_size, expected):
+    config = Int8(block_size=block_size, min_size=1)
+    assert quantize.scales_shape(shape, config) == expected
+    assert np_scales_shape(shape, block_size) == expected
+    if shape:  # and the arrays quantize makes
+        q = jax.eval_shape(lambda v: quantize.quantize(v, config, 0), jnp.zeros(shape))
+        assert q.codes.shape == shape and q.scales.shape == expected
 
 
-def np_step(g, codes, m, config, lr, rho, eps):
+REALISTIC_LEAVES = [
+    (7, 7, 3, 64),  # ResNet-50 conv kernels, HWIO
+    (1, 1, 64, 256),
+    (3, 3, 64, 64),
+    (1, 1, 256, 64),
+    (3, 3, 128, 128),
+    (1, 1, 1024, 2048),
+    (3, 3, 512, 512),
+    (2048, 1000),  # dense
+    (768, 3072),
+    (3072, 768),
+    (50257, 768),  # GPT-2 embedding
+    (12, 64, 768),  # attention heads
+    (17, 300),
+    (4097,),
+    (4096,),
+    (65, 65),
+    (5, 5, 3, 96),
+]
+
+
+@pytest.mark.parametrize("shape", REALISTIC_LEAVES, ids=str)
+def test_quantized_leaves_cost_at_most_1_02_bytes_per_value(shape):
+    params = {"w": jax.ShapeDtypeStruct(shape, jnp.float32)}
+    tx = optax_rmsprop.rmsprop(1e-3, nu_dtype="int8")
+    nu = jax.eval_shape(tx.init, params).nu["w"]
+    assert is_quantized(nu) and nu.codes.shape == shape
+    assert nu.scales.shape == np_scales_shape(shape, 256)
+    size = optax_rmsprop.state_size(tx, params)
+    assert size.state_bytes == math.prod(shape) + 4 * math.prod(nu.scales.shape) + 4
+    assert (size.state_bytes - 4) / size.num_params <= 1.02, size
+
+
+def test_every_shape_the_default_quantizes_costs_at_most_1_02_bytes_per_value():
+    """The rule (at most a quarter of a block of padding per block) bounds the scales at
+    1.25·4/256 bytes per value, for any shape of at least 4096 values."""
+    rng = np.random.default_rng(4)
+    config, checked = Int8(), 0
+    while checked < 3000:
+        shape = tuple(int(n) for n in rng.integers(1, 700, rng.integers(1, 5)))
+        if not config.applies_to(shape):
+            continue
+        scales = quantize.scales_shape(shape, config)
+        assert scales == np_scales_shape(shape, 256), shape
+        assert 1 + 4 * math.prod(scales) / math.prod(shape) <= 1.02, (shape, scales)
+        checked += 1
+
+
+# ---------------------------------------------------------------------------
+# 8-bit steps against NumPy.
+
+F32_BIG = np.finfo(np.float32).max * (1 - 4 * np.finfo(np.float32).eps)  # |g|² saturates
+
+
+def np_step(g, codes, m, config, lr, rho, eps, p=None, weight_decay=0.0):
     """d2l / optax's rule in float32 on the dequantized v, then v quantized again:
-    v ← ρv + (1 − ρ)g²; u = −η g / √(v + ε) (REFERENCE.md, optax row)."""
+    v ← ρv + (1 − ρ)·min(g², big); u = −η g / √(v + ε) (REFERENCE.md, optax row), with
+    the unquantized new v and g + λθ for coupled weight decay.
+
+    The new scales: rounded to nearest (or with coupled weight decay), the blocks' maxima
+    of the new v. Rounded stochastically, the same update applied to the blocks' maxima:
+    (1 − ρ)·min(G², big) + ρ·(the largest old code's value), G = max |g|.
+    Returns u, the new v, its codes and scales."""
     f32 = np.float32
-    v = np_dequantize(codes, m, config)
-    v = f32(1 - rho) * g * g + f32(rho) * v
-    u = -f32(lr) * g / np.sqrt(v + f32(eps))
-    return u, *np_quantize(v, config)
+    bs = config.block_size
+    old_v = np_dequantize(codes, m, config)
+    g_eff = g if p is None else g + f32(weight_decay) * p
+    v = f32(1 - rho) * np.minimum(g_eff * g_eff, F32_BIG) + f32(rho) * old_v
+    u = -f32(lr) * g_eff / np.sqrt(v + f32(eps))
+    if config.rounding == "nearest" or p is not None:
+        scales = None
+    else:
+        g_max = np.abs(np_blocks(g, bs)).max(axis=-1)
+        old_max = (CODE_TABLE[np_blocks(codes, bs).max(axis=-1)] * m).astype(f32)
+        scales = f32(1 - rho) * np.minimum(g_max * g_max, F32_BIG) + f32(rho) * old_max
+    new_codes, _, scales = np_quantize_blocks(np_blocks(v, bs), scales)
+    return u, v, np_unblock(new_codes.astype(np.uint8), v.shape), scales
 
 
-def test_one_int8_step_matches_numpy():
-    config = Int8(block_size=64, min_size=1)
+ORACLE_CASES = {  # config, shape
+    "nearest-block64-40x100": (Int8(64, 1, "nearest"), (40, 100)),  # flat: 63 blocks
+    "nearest-conv3x3x16x64": (Int8(256, 1, "nearest"), (3, 3, 16, 64)),  # last two axes
+    "nearest-5x300": (Int8(256, 1, "nearest"), (5, 300)),  # flat: 1500 values, 6 blocks
+    "nearest-block100-7x2x50": (Int8(100, 1, "nearest"), (7, 2, 50)),
+    "stochastic-block64-40x100": (Int8(64, 1, "stochastic"), (40, 100)),
+    "stochastic-conv3x3x16x64": (Int8(256, 1, "stochastic"), (3, 3, 16, 64)),
+    "stochastic-block100-7x2x50": (Int8(100, 1, "stochastic"), (7, 2, 50)),
+}
+
+
+@pytest.mark.parametrize("weight_decay", [None, 0.5], ids=["plain", "coupled_wd"])
+@pytest.mark.parametrize("config, shape", ORACLE_CASES.values(), ids=ORACLE_CASES.keys())
+def test_one_int8_step_matches_numpy(config, shape, weight_decay):
     lr, rho, eps = 0.01, 0.9, 1e-8
-    tx = optax_rmsprop.rmsprop(lr, decay=rho, eps=eps, nu_dtype=config)
+    tx = optax_rmsprop.rmsprop(lr, decay=rho, eps=eps, weight_decay=weight_decay, nu_dtype=config)
     rng = np.random.default_rng(0)
-    shape = (40, 100)  # rows of 100: 2 blocks each, the second one padded
+    params = rng.normal(size=shape).astype(np.float32)
     # Gradients over 8 orders of magnitude, some exactly zero.
     scale = 10.0 ** rng.uniform(-6, 2, shape)
     g1, g2 = (np.where(rng.random(shape) < 0.05, 0, scale * rng.normal(size=shape)) for _ in "12")
     g1, g2 = g1.astype(np.float32), g2.astype(np.float32)
-    _, state = tx.update(jnp.asarray(g1), tx.init(jnp.zeros(shape)))  # a non-trivial v
+    state = tx.init(jnp.asarray(params))
+    _, state = tx.update(jnp.asarray(g1), state, jnp.asarray(params))  # a non-trivial v
     nu = state.nu
-    u, state = tx.update(jnp.asarray(g2), state)
+    assert nu.scales.shape == np_scales_shape(shape, config.block_size)
+    u, state = tx.update(jnp.asarray(g2), state, jnp.asarray(params))
 
-    expected_u, codes, m = np_step(
-        g2, np.asarray(nu.codes), np.asarray(nu.scales), config, lr, rho, eps
+    expected_u, new_v, codes, scales = np_step(
+        g2,
+        np.asarray(nu.codes),
+        np.asarray(nu.scales),
+        config,
+        lr,
+        rho,
+        eps,
+        params if weight_decay else None,
+        weight_decay or 0.0,
     )
     np.testing.assert_allclose(np.asarray(u), expected_u, rtol=2e-6, atol=0)
-    np.testing.assert_allclose(np.asarray(state.nu.scales), m, rtol=1e-6)
-    # Codes: equal, except where a value sits within float32 rounding of a midpoint.
-    diff = np.abs(np.asarray(state.nu.codes, np.int32) - codes.astype(np.int32))
-    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, np.argwhere(diff)
+    np.testing.assert_allclose(np.asarray(state.nu.scales), scales, rtol=1e-6)
+    actual = np.asarray(state.nu.codes, np.int32)
+    if config.rounding == "nearest":
+        # Equal, except where a value sits within float32 rounding of a midpoint.
+        diff = np.abs(actual - codes.astype(np.int32))
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, np.argwhere(diff)
+    else:
+        # One of the two codes around the new v (give or take float32 rounding at a code).
+        _, (low, high), _ = np_quantize_blocks(np_blocks(new_v, config.block_size), scales)
+        low, high = (np_unblock(c, shape) for c in (low, high))
+        assert np.all((actual >= low - 1) & (actual <= high + 1))
+        assert ((actual < low) | (actual > high)).mean() < 1e-3
+        assert (actual == high).mean() > 0.05 and (actual == low).mean() > 0.05
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
+@pytest.mark.parametrize("weight_decay", [None, 0.1], ids=["plain", "coupled_wd"])
+def test_updated_scales_bound_the_new_v(weight_decay, rounding):
+    """Over steps with gradients from 1e-20 to 1e15 (and later ones smaller, so that v
+    falls), each block's stored scale is at least its largest new v and at most twice
+    it, so every block with a positive value has a code of at least 247 (m/2)."""
+    config = Int8(block_size=64, min_size=256, rounding=rounding)
+    rho = 0.9
+    tx = optax_rmsprop.rmsprop(0.01, decay=rho, weight_decay=weight_decay, nu_dtype=config)
+    rng = np.random.default_rng(5)
+    shapes = {"w": (40, 100), "k": (3, 3, 8, 32)}
+    params = {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
+    params["w"].reshape(-1)[:128] = 0  # two blocks that stay zero
+    state = tx.init(jax.tree.map(jnp.asarray, params))
+    update = jax.jit(tx.update)
+    for step in range(6):
+        grads = {}
+        for name, shape in shapes.items():
+            magnitude = 10.0 ** rng.uniform(-20, 15 if step < 3 else 9, shape)
+            grads[name] = (magnitude * rng.normal(size=shape)).astype(np.float32)
+        grads["w"].reshape(-1)[:128] = 0
+        old = state.nu
+        _, state = update(grads, state, params)
+        for name in shapes:
+            before, after = old[name], state.nu[name]
+            _, new_v, _, _ = np_step(
+                grads[name],
+                np.asarray(before.codes),
+                np.asarray(before.scales),
+                config,
+                0.01,
+                rho,
+                1e-8,
+                params[name] if weight_decay else None,
+                weight_decay or 0.0,
+            )
+            largest = np_blocks(new_v, config.block_size).max(axis=-1)
+            scales = np.asarray(after.scales)
+            assert np.all(scales >= largest * (1 - 1e-6)), (step, name)
+            assert np.all(scales <= 2 * largest * (1 + 1e-6)), (step, name)
+            codes = np_blocks(np.asarray(after.codes), config.block_size)
+            top = codes.max(axis=-1)
+            assert np.all((top >= 247) == (largest > 0)), (step, name)
+            assert np.all(top[largest == 0] == 0) and np.all(scales[largest == 0] == 0)
+            back = np_blocks(np.asarray(quantize.dequantize(after, config)), config.block_size)
+            assert np.all(back <= scales[..., None]), (step, name)
+        np.testing.assert_array_equal(np.asarray(state.nu["w"].scales)[:2], 0)
+
+
+def test_coupled_weight_decay_scale_within_twice_the_maximum():
+    """Found: the stochastic bound took max|g| + λ·max|θ| for |g + λθ|, twice too much where
+    the two peak at different places (a scale of 0.4 for a maximum of 0.1). With coupled
+    weight decay the scales are now the blocks' maxima."""
+    config = Int8(block_size=256, min_size=256, rounding="stochastic")
+    tx = optax_rmsprop.rmsprop(0.1, decay=0.9, weight_decay=1.0, nu_dtype=config)
+    params = jnp.zeros(256).at[1].set(1.0)  # λθ = 1 at 1
+    grads = jnp.zeros(256).at[0].set(1.0)  # g = 1 at 0: g + λθ = 1 at 0 and 1
+    _, state = tx.update(grads, tx.init(params), params)
+    largest = float(jnp.max(quantize.dequantize(state.nu, config)))  # 0.1 = (1 - ρ)·1²
+    assert largest == pytest.approx(0.1, rel=1 / 8)
+    assert float(state.nu.scales[0]) <= 2 * 0.1 * (1 + 1e-6)  # is 0.4
+    assert int(jnp.max(state.nu.codes)) >= 247  # is 239
 
 
 # ---------------------------------------------------------------------------
@@ -411,7 +764,7 @@ SMALL_INT8 = Int8(block_size=64, min_size=256)
 def int8_params(seed=0, batch=()):
     rng = np.random.default_rng(seed)
     return {
-        "w": jnp.asarray(rng.normal(size=(*batch, 16, 40)), jnp.float32),  # 640: 16 blocks
+        "w": jnp.asarray(rng.normal(size=(*batch, 16, 40)), jnp.float32),  # 640: 10 blocks
         "b": jnp.asarray(rng.normal(size=(*batch, 40)), jnp.bfloat16),  # small: float32 v
     }
 
@@ -495,7 +848,7 @@ def test_int8_state_under_vmap():
     batched = int8_params(batch=(3,))
     grads = int8_grads(batched)
     state = jax.vmap(tx.init)(batched)
-    assert state.nu["w"].codes.shape == (3, 16, 40) and state.nu["w"].scales.shape == (3, 16, 1)
+    assert state.nu["w"].codes.shape == (3, 16, 40) and state.nu["w"].scales.shape == (3, 10)
     updates, new_state = jax.jit(jax.vmap(tx.update))(grads, state, batched)
     assert state_types(new_state) == state_types(state)
     for i in range(3):
@@ -528,44 +881,73 @@ def test_int8_state_under_inject_hyperparams():
 
 
 # ---------------------------------------------------------------------------
-# A leaky average that falls slowly: what rounding to the nearest code cannot follow.
+# A leaky average that falls slowly: what rounding to the nearest code cannot follow,
+# and what stochastic rounding follows on average.
 
-STALLS = {  # storage of v, decay, the smallest relative change per step it can store
-    "int8-decay0.9": (Int8(block_size=256, min_size=256), 0.9),  # half a code: 2.2%
-    "int8-decay0.99": (Int8(block_size=256, min_size=256), 0.99),
-    "bfloat16-decay0.999": (jnp.bfloat16, 0.999),  # half an ulp: 0.2-0.4%
-}
-
-
-@pytest.mark.xfail(
+STALLS = pytest.mark.xfail(
     strict=True,
     reason="round-to-nearest storage of v: an entry that moves by less than half a code (int8, "
     "relative to its block's maximum) or half an ulp (bfloat16) per step keeps its old value",
 )
-@pytest.mark.parametrize("nu_dtype, decay", STALLS.values(), ids=STALLS.keys())
-def test_v_follows_a_falling_average(nu_dtype, decay):
+NOISY = pytest.mark.xfail(
+    strict=True,
+    reason="stochastic rounding: the mean of v follows (test below), but the rounding noise of "
+    "the last ~1/(1 - decay) steps adds up (std of v 28% at 0.99, 54% at 0.999), so the median "
+    "v is ~10% low and the median step 5.6% (0.99) / 6.0% (0.999) high",
+)
+NEAREST, STOCHASTIC = (
+    Int8(min_size=256, rounding="nearest"),
+    Int8(min_size=256, rounding="stochastic"),
+)
+FALLING = {  # storage of v, decay
+    "int8-decay0.9": pytest.param(NEAREST, 0.9, marks=STALLS),  # -21%
+    "int8-decay0.99": pytest.param(NEAREST, 0.99, marks=STALLS),  # -99%
+    "bfloat16-decay0.999": pytest.param(jnp.bfloat16, 0.999, marks=STALLS),  # -40%
+    "int8_stochastic-decay0.9": pytest.param(STOCHASTIC, 0.9),  # +0.4%
+    "int8_stochastic-decay0.99": pytest.param(STOCHASTIC, 0.99, marks=NOISY),
+    "int8_stochastic-decay0.999": pytest.param(STOCHASTIC, 0.999, marks=NOISY),
+}
+
+
+def falling_average(nu_dtype, decay: float) -> tuple[np.ndarray, np.ndarray]:
     """16 blocks of 256: the first value of each block keeps |g| = 1 (the block's maximum);
-    the others see |g| = 1 for 100 steps, then 0.01 for 1000. With float32 state their v
-    decays towards 1e-4 and the step g/√v grows back; the median step with light state
-    should stay within 5% of it."""
+    the others see |g| = 1 for 100 steps, then 0.01 for 1000. The last step and v of
+    those others (eps = 0: the step is g/√v)."""
     n = 4096
     falling = np.arange(n) % 256 != 0
+    tx = optax_rmsprop.scale_by_rms(decay=decay, eps=0.0, nu_dtype=nu_dtype)
 
-    def steps(nu_dtype):
-        tx = optax_rmsprop.scale_by_rms(decay=decay, eps=0.0, nu_dtype=nu_dtype)
+    def step(state, t):
+        g = jnp.where(falling & (t >= 100), 0.01, 1.0)
+        updates, state = tx.update(g, state)
+        return state, updates
 
-        def step(state, t):
-            g = jnp.where(falling & (t >= 100), 0.01, 1.0)
-            updates, state = tx.update(g, state)
-            return state, updates
+    state, updates = jax.jit(lambda s: jax.lax.scan(step, s, jnp.arange(1100)))(
+        tx.init(jnp.zeros(n))
+    )
+    v = state.nu
+    if is_quantized(v):
+        v = quantize.dequantize(v, nu_dtype)
+    return np.asarray(updates[-1])[falling], np.asarray(v, np.float32)[falling]
 
-        _, updates = jax.jit(lambda s: jax.lax.scan(step, s, jnp.arange(1100)))(
-            tx.init(jnp.zeros(n))
-        )
-        return np.median(np.asarray(updates[-1])[falling])
 
-    reference, light = steps(None), steps(nu_dtype)
-    assert light == pytest.approx(reference, rel=0.05)
+@pytest.mark.parametrize("nu_dtype, decay", FALLING.values(), ids=FALLING.keys())
+def test_v_follows_a_falling_average(nu_dtype, decay):
+    """With float32 state v decays towards 1e-4 and the step g/√v grows back; the median
+    step with light state should stay within 5% of it."""
+    reference, _ = falling_average(None, decay)
+    light, _ = falling_average(nu_dtype, decay)
+    assert np.median(light) == pytest.approx(np.median(reference), rel=0.05)
+
+
+@pytest.mark.parametrize("decay", [0.9, 0.99, 0.999])
+def test_stochastic_rounding_follows_a_falling_average_on_average(decay):
+    """The mean of the 4080 falling entries of v (all equal with float32 state) stays
+    within 2% of float32's (measured: 0.1%, 0.2%, 0.8%)."""
+    _, reference = falling_average(None, decay)
+    _, light = falling_average(STOCHASTIC, decay)
+    assert np.ptp(reference) == 0
+    assert light.mean() == pytest.approx(reference[0], rel=0.02)
 
 
 # ---------------------------------------------------------------------------
@@ -605,7 +987,15 @@ def test_float8_nu_dtype_is_refused_up_front(dtype):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"block_size": 0}, {"min_size": -1}, {"block_size": 2.5}, {"octaves": 0}, {"octaves": 200}],
+    [
+        {"block_size": 0},
+        {"min_size": -1},
+        {"block_size": 2.5},
+        {"min_size": True},
+        {"rounding": "up"},
+        {"rounding": "Nearest"},
+        {"rounding": None},
+    ],
     ids=lambda kwargs: "-".join(f"{k}={v}" for k, v in kwargs.items()),
 )
 def test_invalid_int8_config_raises(kwargs):
@@ -619,8 +1009,16 @@ def test_invalid_int8_config_raises(kwargs):
 # Each problem trains all its seeds at once (jax.vmap over the seeds' data and initial
 # parameters), one compilation per storage option.
 
-STATE_OPTIONS = {"float32": None, "bfloat16": jnp.bfloat16, "int8": "int8"}
+STATE_OPTIONS = {"float32": None, "bfloat16": jnp.bfloat16, "int8": "int8"}  # stochastic
 TOLERANCE = 0.01  # relative gap of the mean final loss to float32 state
+
+
+def int8_options(block_size: int, min_size: int) -> dict[str, Int8]:
+    """8-bit ``v`` with small blocks, rounded stochastically (the default) and to nearest."""
+    return {
+        f"int8{suffix}": Int8(block_size, min_size, rounding)
+        for suffix, rounding in (("", "stochastic"), ("-nearest", "nearest"))
+    }
 
 
 def final_losses(problem, nu_dtype) -> tuple[np.ndarray, Any]:
@@ -650,7 +1048,7 @@ def gaps_to_float32(problem, expected_quantized: int) -> dict[str, float]:
     losses = {}
     for name, nu_dtype in problem["options"].items():
         losses[name], state = final_losses(problem, nu_dtype)
-        if name == "int8":  # the 8-bit path was taken: these leaves of v are codes and scales
+        if name.startswith("int8"):  # the 8-bit path was taken: these leaves of v are codes
             assert len(quantized_leaves(state.nu)) == expected_quantized
     reference = losses["float32"].mean()
     gaps = {name: float(loss.mean() / reference - 1) for name, loss in losses.items()}
@@ -686,7 +1084,7 @@ def airfoil_problem(features, target):
             None,
             (np.stack(batch_x), np.stack(batch_y)),
         ),
-        "options": {**STATE_OPTIONS, "int8": Int8(block_size=4, min_size=4)},
+        "options": {**STATE_OPTIONS, **int8_options(block_size=4, min_size=4)},
     }
 
 
@@ -755,7 +1153,7 @@ def mlp_problem():
             None,
             np.stack(batches),
         ),
-        "options": {**STATE_OPTIONS, "int8": Int8(block_size=64, min_size=256)},
+        "options": {**STATE_OPTIONS, **int8_options(block_size=64, min_size=256)},
     }
 
 
@@ -786,7 +1184,7 @@ def quadratic_problem():
         "grad": lambda x, h, xi: h * x + 0.1 * jnp.sqrt(h) * xi,
         "loss": lambda x, h: 0.5 * jnp.sum(h * x**2),
         "inputs": (x0, h, noise),
-        "options": {**STATE_OPTIONS, "int8": Int8(block_size=64, min_size=256)},
+        "options": {**STATE_OPTIONS, **int8_options(block_size=64, min_size=256)},
     }
 
 
