@@ -102,10 +102,14 @@ def avals(tree):
 
 def well_conditioned(kwargs):
     """``kwargs`` where a last-place difference stays a last-place difference: centered
-    with v₀ = 0 and bias correction (or decay 0) has a step-1 variance of exactly 0, whose
-    computed value is rounding noise, and s = g/√(noise + ε) any size. There v₀ = 1."""
+    with bias correction (or decay 0) has a step-1 variance v̂ − m̂² = ρv₀/(1 − ρ) (0 for
+    v₀ = 0 or ρ = 0), computed as the difference of g² + ρv₀/(1 − ρ) and g², so rounding
+    is amplified by about 1 + g²(1 − ρ)/(ρv₀). There v₀ = 10⁶ (the trees' gradients are
+    normal numbers times at most 10², below 10³ in size: at most about 3.3 with ρ ≥ 0.3),
+    and ρ = 0.5 where it was 0.
+    (Found with v₀ = 1: a 7e-5 relative difference between vmap and a loop.)"""
     if kwargs.get("centered") and (kwargs.get("bias_correction") or kwargs["decay"] == 0):
-        return {**kwargs, "decay": kwargs["decay"] or 0.5, "initial_scale": 1.0}
+        return {**kwargs, "decay": kwargs["decay"] or 0.5, "initial_scale": 1e6}
     return kwargs
 
 
@@ -922,10 +926,13 @@ def test_float16_params_follow_the_float32_arithmetic_across_their_range():
 
 LEAF_SHAPES = [(), (3,), (2, 5), (4, 4)]
 LEAF_DTYPES = ["float32", "bfloat16", "float16", "complex64"]
+# The same examples on every run, so that CI is reproducible (run with more examples and
+# derandomize=False to explore: the jit and vmap properties passed 120-200 random ones).
 SETTINGS = hypothesis.settings(
     deadline=None,
     max_examples=25,
     database=None,
+    derandomize=True,
     suppress_health_check=[hypothesis.HealthCheck.too_slow],
 )
 
