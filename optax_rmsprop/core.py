@@ -71,10 +71,14 @@ def _check_hyperparameter(name: str, value: Any) -> None:
     array = np.asarray(value)
     if array.ndim != 0:
         raise ValueError(f"{name} must be a scalar; got an array of shape {array.shape}.")
-    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+    # bfloat16 is no NumPy number; a complex scalar with no imaginary part is what
+    # optax.inject_hyperparams makes of a number for complex params.
+    if not (jnp.issubdtype(array.dtype, jnp.integer) or jnp.issubdtype(array.dtype, jnp.inexact)):
         raise TypeError(f"{name} must be real; got dtype {array.dtype}.")
+    if np.iscomplexobj(array) and array.imag != 0:
+        raise TypeError(f"{name} must be real; got {array.item()} (dtype {array.dtype}).")
     low, high = _LIMITS[name]
-    number = float(array)
+    number = float(array.real)
     if not (low <= number <= high and math.isfinite(number)):  # also catches NaN
         raise ValueError(f"{name} must be a finite number in [{low}, {high}]; got {number}.")
 
@@ -85,7 +89,7 @@ def _is_concrete_zero(value: Any) -> bool:
         and not _is_tracer(value)
         and not isinstance(value, bool)
         and np.ndim(value) == 0
-        and float(np.asarray(value)) == 0.0
+        and float(np.asarray(value).real) == 0.0
     )
 
 
@@ -412,7 +416,7 @@ def _step(updates, state, params, values, rule):
     count = state.count
     # Arrays, not Python floats: 1 - decay is float32 arithmetic, as in the eager step,
     # also under the caller's jit (where Python would compute it in float64).
-    h = {name: jnp.asarray(value) for name, value in (*values.items(), *rule.constants)}
+    h = {name: jnp.real(value) for name, value in (*values.items(), *rule.constants)}
     for name, schedule in rule.schedules:
         h[name] = _value(name, schedule(count))
     t = optax.safe_increment(count)
@@ -523,8 +527,8 @@ def _build(
     if callable(initial_scale) and not isinstance(initial_scale, (jax.Array, np.ndarray)):
         raise TypeError("initial_scale must be a number or a scalar array, not a schedule.")
     # The arithmetic is at least float32, where a decay within 3e-8 of 1 is 1.
-    if not callable(decay) and not _is_tracer(decay) and np.float32(decay) == 1:
-        rho = float(np.asarray(decay))
+    if not callable(decay) and not _is_tracer(decay) and np.float32(np.real(decay)) == 1:
+        rho = float(np.asarray(decay).real)
         one = "decay=1" if rho == 1 else f"decay={rho} (1 in float32)"
         if _is_concrete_zero(initial_scale):
             raise ValueError(
@@ -560,7 +564,7 @@ def _build(
             if callable(value) and not isinstance(value, (jax.Array, np.ndarray))
         ),
         constants=tuple(
-            (name, float(value) + 0.0)  # + 0.0: -0.0 is 0.0
+            (name, float(np.real(value)) + 0.0)  # + 0.0: -0.0 is 0.0
             for name, value in hyperparameters.items()
             if isinstance(value, (numbers.Real, np.generic, np.ndarray))
         ),
@@ -596,7 +600,7 @@ def _build(
             _check_param(path, p)
             if p is None:
                 return None
-            v = like(p, initial_scale, _buffer_dtypes(rule, p.dtype)[0])
+            v = like(p, jnp.real(initial_scale), _buffer_dtypes(rule, p.dtype)[0])
             if isinstance(rule.nu_dtype, quantize.Int8) and rule.nu_dtype.applies_to(v.shape):
                 # quantized from v, so that the scales come sharded like it
                 return (quantize.quantize if _is_tracer(v) else _jitted_quantize)(

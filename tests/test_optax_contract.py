@@ -749,3 +749,26 @@ def test_masked_updates_only_the_masked_leaves(name, mode):
         assert_trees_close(updates["scale"], expected["scale"])
         assert_trees_close(updates["dense"]["b"], grads["dense"]["b"])  # passed through
         assert int(updates["step"]) == 0
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.complex64])
+def test_inject_hyperparams_with_narrow_or_complex_params(dtype):
+    """optax.inject_hyperparams casts numbers to the params' dtype: bfloat16 was refused
+    ("decay must be real"), and so was complex64 with no imaginary part. The result is
+    the plain transformation's with those cast values."""
+    params = jnp.linspace(0.5, 1.5, 6).astype(dtype)
+    grads = jnp.linspace(-1.0, 2.0, 6).astype(dtype)
+    injected = optax.inject_hyperparams(optax_rmsprop.rmsprop)(0.1, decay=0.9, momentum=0.5)
+    state = injected.init(params)
+    cast = {k: jnp.real(v) for k, v in state.hyperparams.items()}
+    plain = optax_rmsprop.rmsprop(**cast)
+    for update in (injected.update, jax.jit(injected.update)):
+        got, _ = update(grads, state, params)
+        want, _ = plain.update(grads, plain.init(params), params)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_complex_hyperparameter_with_an_imaginary_part_raises():
+    with pytest.raises(TypeError, match="learning_rate must be real"):
+        optax_rmsprop.rmsprop(np.complex64(0.1 + 0.1j))
