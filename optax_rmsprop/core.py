@@ -208,6 +208,11 @@ def _buffer_dtypes(rule: _Rule, param_dtype: Any) -> tuple[np.dtype, np.dtype]:
     return (_real_dtype(nu), _real_dtype(mu)) if pairs else (np.dtype(nu), np.dtype(mu))
 
 
+def _largest_square(dtype: Any) -> Any:
+    """Where |g|^2 saturates for a v of ``dtype``: its largest value, less a few roundings."""
+    return jnp.finfo(dtype).max * (1 - 4 * jnp.finfo(dtype).eps)
+
+
 def _to_pairs(x: jax.Array) -> jax.Array:
     return jnp.stack([x.real, x.imag], axis=-1) if jnp.iscomplexobj(x) else x
 
@@ -249,7 +254,7 @@ def _leaf_update(rule, h, t, leaf, decays_weight, g, p, v, m, b):
 
     # |g|^2 beyond what v's dtype holds (less a few roundings) counts as that much, so the
     # state stays finite; where it overflows the arithmetic too, that step's s is 0.
-    g_sq, big = _abs_sq(g), jnp.finfo(v.dtype).max * (1 - 4 * jnp.finfo(v.dtype).eps)
+    g_sq, big = _abs_sq(g), _largest_square(v.dtype)
     new_v = (1 - rho) * jnp.minimum(g_sq, big) + rho * v.astype(_real_dtype(cd))
     if not isinstance(stored_v, quantize.QuantizedArray):
         new_v = _as_stored(new_v, v.dtype)
@@ -310,7 +315,7 @@ def _requantize(rule, h, t, leaf, decays_weight, g, stored_v, new_v):
     coupled = rule.weight_decay == "coupled" and decays_weight
     if config.rounding == "stochastic" and not jnp.iscomplexobj(g) and not coupled:
         g_max = quantize.block_max_abs(g, config).astype(f32)
-        big = jnp.finfo(f32).max * (1 - 4 * jnp.finfo(f32).eps)  # as in _leaf_update
+        big = _largest_square(f32)  # as in _leaf_update
         old_max = quantize.block_max(stored_v, config)
         scales = (1 - rho) * jnp.minimum(g_max * g_max, big) + rho * old_max
     # A different stream of rounding noise for each step and leaf.
@@ -399,8 +404,11 @@ def _check_leaf(rule: _Rule, where: str, g: Any, p: Any, v: Any) -> tuple[int, .
 def _check_buffer_dtypes(rule: _Rule, where: str, p: Any, v: Any, m: Any, b: Any) -> None:
     """Raises for buffers of other dtypes than this configuration gives the parameter."""
     nu_dtype, mu_dtype = _buffer_dtypes(rule, jnp.result_type(p))
-    buffers = [("nu", v, nu_dtype, "nu_dtype"), ("mu", m, mu_dtype, "mu_dtype")]
-    buffers.append(("momentum", b, mu_dtype, "mu_dtype"))
+    buffers = [
+        ("nu", v, nu_dtype, "nu_dtype"),
+        ("mu", m, mu_dtype, "mu_dtype"),
+        ("momentum", b, mu_dtype, "mu_dtype"),
+    ]
     for name, buffer, wanted, option in buffers:
         if buffer is None or isinstance(buffer, quantize.QuantizedArray):
             continue
