@@ -234,8 +234,16 @@ def _as_stored(x: jax.Array, dtype: Any) -> jax.Array:
     return x if x.dtype == dtype else x.astype(dtype).astype(x.dtype)
 
 
-def _leaf_update(rule, h, t, leaf, decays_weight, g, p, v, m, b):
-    """One leaf of the update; see :func:`rmsprop` for the equations it follows."""
+def _leaf_update(rule, values, t, leaf_seed, decays_weight, g, p, v, m, b):
+    """One leaf of the update; see :func:`rmsprop` for the equations it follows.
+
+    ``values`` holds the hyperparameters that are arrays (and schedules' values); those
+    given as Python numbers come from the rule, as constants. ``leaf_seed`` tells the
+    leaf's stream of rounding noise apart (8-bit ``v`` only, else None).
+    """
+    # Arrays, not Python floats: 1 - decay is float32 arithmetic, as in the eager step,
+    # also under the caller's jit (where Python would compute it in float64).
+    h = {name: jnp.real(value) for name, value in (*values.items(), *rule.constants)}
     out_dtype, g_stored = g.dtype, g
     if rule.split_complex:  # PyTorch: real and imaginary parts are separate coordinates
         g_in, g, p = g, _to_pairs(g), None if p is None else _to_pairs(p)
@@ -292,13 +300,13 @@ def _leaf_update(rule, h, t, leaf, decays_weight, g, p, v, m, b):
     new_m = new_m.astype(m.dtype) if rule.centered else None
     new_b = new_b.astype(b.dtype) if rule.use_momentum else None
     if isinstance(stored_v, quantize.QuantizedArray):
-        new_v = _requantize(rule, h, t, leaf, decays_weight, g_stored, stored_v, new_v)
+        new_v = _requantize(rule, h, t, leaf_seed, decays_weight, g_stored, stored_v, new_v)
     else:
         new_v = new_v.astype(v.dtype)
     return u.astype(out_dtype), new_v, new_m, new_b
 
 
-def _requantize(rule, h, t, leaf, decays_weight, g, stored_v, new_v):
+def _requantize(rule, h, t, leaf_seed, decays_weight, g, stored_v, new_v):
     """``new_v`` in 8-bit blocks.
 
     Rounded to nearest, each block is scaled by its maximum. Rounded stochastically,
@@ -319,7 +327,7 @@ def _requantize(rule, h, t, leaf, decays_weight, g, stored_v, new_v):
         old_max = quantize.block_max(stored_v, config)
         scales = (1 - rho) * jnp.minimum(g_max * g_max, big) + rho * old_max
     # A different stream of rounding noise for each step and leaf.
-    seed = t.astype(jnp.uint32) * jnp.uint32(0x632BE5AB) + jnp.uint32(leaf * 0x85EBCA77 % 2**32)
+    seed = t.astype(jnp.uint32) * jnp.uint32(0x632BE5AB) + leaf_seed
     return quantize.quantize(new_v, config, seed, scales)
 
 
@@ -422,12 +430,17 @@ def _check_buffer_dtypes(rule: _Rule, where: str, p: Any, v: Any, m: Any, b: Any
 
 def _step(updates, state, params, values, rule):
     count = state.count
-    # Arrays, not Python floats: 1 - decay is float32 arithmetic, as in the eager step,
-    # also under the caller's jit (where Python would compute it in float64).
-    h = {name: jnp.real(value) for name, value in (*values.items(), *rule.constants)}
+    values = dict(values)
     for name, schedule in rule.schedules:
-        h[name] = _value(name, schedule(count))
+        values[name] = _value(name, schedule(count))
     t = optax.safe_increment(count)
+    # Leaves of one shape and dtype share one trace of the leaf's update (and XLA
+    # inlines it): tracing a thousand-leaf tree costs what tracing a few leaves does.
+    leaf_update = _jitted_leaf_update
+    try:
+        hash(rule)
+    except TypeError:  # an unhashable schedule object: no cache to key on
+        leaf_update = _leaf_update
 
     is_none = lambda x: x is None  # noqa: E731
     keyed, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=is_none)
@@ -471,7 +484,10 @@ def _step(updates, state, params, values, rule):
             )
         if p is not None:
             _check_buffer_dtypes(rule, where, p, v, m, b)
-        out.append(_leaf_update(rule, h, t, len(out), d, g, p, v, m, b))
+        seed = None  # a different stream of rounding noise for each leaf
+        if isinstance(v, quantize.QuantizedArray):
+            seed = np.uint32(len(out) * 0x85EBCA77 % 2**32)
+        out.append(leaf_update(rule, values, t, seed, d, g, p, v, m, b))
     new_u, new_v, new_m, new_b = ([o[i] for o in out] for i in range(4))
     unflatten = lambda leaves: jax.tree.unflatten(treedef, leaves)  # noqa: E731
     return unflatten(new_u), RMSPropState(
@@ -482,6 +498,7 @@ def _step(updates, state, params, values, rule):
     )
 
 
+_jitted_leaf_update = jax.jit(_leaf_update, static_argnames=("rule", "decays_weight"))
 _jitted_step = jax.jit(_step, static_argnames="rule")
 _jitted_quantize = jax.jit(quantize.quantize, static_argnames="config")
 
