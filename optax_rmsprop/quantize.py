@@ -26,10 +26,14 @@ stored as the smallest positive code, so it comes back larger, never as 0: the
 step it scales only gets smaller. Exact zeros stay zero.
 
 Blocks run along the leaf's trailing axes, flattened: the fewest trailing axes
-whose size needs at most a quarter of itself in padding to fill whole blocks, so
-every leaf the default quantizes costs at most 1.02 bytes per value. A leaf
-``(rows, 512)`` has blocks along its last axis, a conv kernel ``(3, 3, 64, 64)``
-along its last two. The scales, of shape
+whose size splits into whole blocks of ``block_size`` values, or of the most values
+short of it down to 4/5 of it (960 values: blocks of 240); where none do, blocks of
+``block_size`` along the fewest trailing axes that fill them with at most a quarter
+of padding (all the axes otherwise). Padding costs XLA a copy of the leaf, so it is
+the last resort; either way the scales cost at most 1.25 * 4 / ``block_size`` bytes
+per value, and every leaf the default quantizes at most 1.02 bytes per value. A leaf
+``(rows, 512)`` has blocks along its last axis, ``(rows, 960)`` blocks of 240 along
+it, a conv kernel ``(3, 3, 64, 64)`` along its last two. The scales, of shape
 ``(*leading axes, blocks)``, shard like the leading axes of the leaf, so the
 update needs no communication when a leaf is split along leading axes (or along
 a blocked last axis whose every shard holds whole blocks).
@@ -41,6 +45,7 @@ jitted update, and work under ``vmap`` and sharding.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import NamedTuple
 
@@ -74,7 +79,8 @@ class Int8:
     """Storage of ``v`` as 8-bit codes in blocks; ``nu_dtype="int8"`` is ``Int8()``.
 
     Attributes:
-      block_size: values per float32 scale (256: 1.0156 bytes per value).
+      block_size: values per float32 scale (256: 1.0156 bytes per value); fewer, down
+        to 4/5 of it, where that splits the leaf into whole blocks without padding.
       min_size: leaves with fewer elements stay float32 (their state is small).
       rounding: ``"stochastic"`` (unbiased, so ``v`` follows an average that moves by
         less than a code's width per step; blocks scaled by an upper bound of their
@@ -120,25 +126,35 @@ def smallest_code_value() -> float:
     return float(np.int32(_BASE + (1 << _SHIFT)).view(np.float32))
 
 
-def _blocked_axes(shape: tuple[int, ...], block_size: int) -> int:
-    """How many trailing axes the blocks run along (flattened).
+@functools.cache
+def _layout(shape: tuple[int, ...], block_size: int) -> tuple[int, int]:
+    """``(k, n)``: blocks of ``n`` values run along the ``k`` trailing axes (flattened).
 
-    The fewest whose size pads to whole blocks by at most a quarter (so the scales
-    cost at most 1.25 * 4 / block_size bytes per value); all of them otherwise.
+    The fewest trailing axes whose size splits into whole blocks of ``n`` values, ``n``
+    the largest in ``[4/5 block_size, block_size]`` that does; where none do, blocks of
+    ``block_size`` along the fewest trailing axes that pad to whole blocks by at most a
+    quarter, all of them otherwise. Either way the scales cost at most
+    1.25 * 4 / block_size bytes per value.
     """
-    size = 1
-    for k, n in enumerate(reversed(shape), start=1):
-        size *= n
+    shape = shape or (1,)
+    smallest = -(-4 * block_size // 5)
+    for k in range(1, len(shape) + 1):
+        size = math.prod(shape[-k:])
+        for n in range(block_size, smallest - 1, -1):
+            if size % n == 0:
+                return k, n
+    for k in range(1, len(shape) + 1):
+        size = math.prod(shape[-k:])
         if 4 * (-size % block_size) <= size:
-            return k
-    return max(len(shape), 1)
+            return k, block_size
+    return len(shape), block_size
 
 
 def scales_shape(shape: tuple[int, ...], config: Int8) -> tuple[int, ...]:
     """The shape of the block maxima of a leaf: its leading axes, then its blocks."""
     shape = shape or (1,)
-    k = _blocked_axes(shape, config.block_size)
-    return (*shape[:-k], -(-math.prod(shape[-k:]) // config.block_size))
+    k, n = _layout(shape, config.block_size)
+    return (*shape[:-k], -(-math.prod(shape[-k:]) // n))
 
 
 def _spec(x: jax.Array) -> tuple:
@@ -152,29 +168,29 @@ def _reshard(x: jax.Array, spec: tuple) -> jax.Array:
 
 
 def _blocks(x: jax.Array, block_size: int) -> jax.Array:
-    """``(*leading axes, blocks, block_size)``: the blocked axes cut into zero-padded blocks.
+    """``(*leading axes, blocks, n)``: the blocked axes cut into (zero-padded) blocks.
 
     Where explicit sharding splits the blocked axes other than along whole blocks of a
     single blocked axis, they are gathered first.
     """
     x = x.reshape(x.shape or (1,))
-    k = _blocked_axes(x.shape, block_size)
+    k, n = _layout(x.shape, block_size)
     spec = _spec(x)
     if any(s is not None for s in spec[-k:]):
         mesh = jax.typeof(x).sharding.mesh
         parts = math.prod(mesh.shape[a] for a in jax.tree.leaves(spec[-k:]))
-        if k > 1 or (x.shape[-1] // parts) % block_size:
+        if k > 1 or (x.shape[-1] // parts) % n:
             x = _reshard(x, (*spec[:-k], *(None,) * k))
     x = x.reshape(*x.shape[: x.ndim - k], -1)
-    if pad := -x.shape[-1] % block_size:
+    if pad := -x.shape[-1] % n:
         x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)])
-    return x.reshape(*x.shape[:-1], -1, block_size)
+    return x.reshape(*x.shape[:-1], -1, n)
 
 
-def _unblock(blocks: jax.Array, like: jax.Array) -> jax.Array:
+def _unblock(blocks: jax.Array, like: jax.Array, block_size: int) -> jax.Array:
     """The inverse of :func:`_blocks`: shaped, and explicitly sharded, like ``like``."""
     shape = like.shape or (1,)
-    k = _blocked_axes(shape, blocks.shape[-1])
+    k, _ = _layout(shape, block_size)
     x = blocks.reshape(*blocks.shape[:-2], -1)
     x = jax.lax.slice_in_dim(x, 0, math.prod(shape[-k:]), axis=-1).reshape(like.shape)
     if _spec(x) != _spec(like):
@@ -251,13 +267,13 @@ def quantize(
         bits = bits + (1 << (_SHIFT - 1))
     codes = jnp.clip(bits >> _SHIFT, 1, 255)
     codes = jnp.where(blocks > 0, codes, 0).astype(jnp.uint8)
-    return QuantizedArray(codes=_unblock(codes, v), scales=scales)
+    return QuantizedArray(codes=_unblock(codes, v, config.block_size), scales=scales)
 
 
 def dequantize(q: QuantizedArray, config: Int8) -> jax.Array:
     """The float32 values the codes stand for."""
     values = _fraction(_blocks(q.codes, config.block_size)) * q.scales[..., None]
-    return _unblock(values, q.codes)
+    return _unblock(values, q.codes, config.block_size)
 
 
 def full(shape: tuple[int, ...], fill: jax.typing.ArrayLike, config: Int8) -> QuantizedArray:

@@ -214,36 +214,44 @@ def code_table() -> np.ndarray:
 CODE_TABLE = code_table()
 
 
-def np_blocked_axes(shape: tuple[int, ...], block_size: int) -> int:
-    """The fewest trailing axes whose flattened size T pads to whole blocks with at most
-    T/4 of padding; all the axes when none does."""
+def np_layout(shape: tuple[int, ...], block_size: int) -> tuple[int, int]:
+    """(k, n): the fewest trailing axes k whose flattened size T splits into whole
+    blocks of n values, n the largest in [4/5 block_size, block_size] that divides T;
+    where none do, n = block_size and the fewest k whose T pads to whole blocks with
+    at most T/4 of padding (all the axes when none does)."""
+    shape = shape or (1,)
+    for k in range(1, len(shape) + 1):
+        size = math.prod(shape[-k:])
+        fits = [n for n in range(1, block_size + 1) if 5 * n >= 4 * block_size and size % n == 0]
+        if fits:
+            return k, max(fits)
     for k in range(1, len(shape) + 1):
         size = math.prod(shape[-k:])
         padded = math.ceil(size / block_size) * block_size
         if 4 * (padded - size) <= size:
-            return k
-    return len(shape)
+            return k, block_size
+    return len(shape), block_size
 
 
 def np_scales_shape(shape: tuple[int, ...], block_size: int) -> tuple[int, ...]:
     shape = shape or (1,)
-    k = np_blocked_axes(shape, block_size)
-    return (*shape[:-k], math.ceil(math.prod(shape[-k:]) / block_size))
+    k, n = np_layout(shape, block_size)
+    return (*shape[:-k], math.ceil(math.prod(shape[-k:]) / n))
 
 
 def np_blocks(x: np.ndarray, block_size: int) -> np.ndarray:
-    """(*leading axes, blocks, block_size): the blocked trailing axes, flattened, in
-    zero-padded blocks."""
+    """(*leading axes, blocks, n): the blocked trailing axes, flattened, in (zero-padded)
+    blocks."""
     shape = x.shape or (1,)
-    k = np_blocked_axes(shape, block_size)
+    k, n = np_layout(shape, block_size)
     flat = x.reshape(*shape[: len(shape) - k], math.prod(shape[-k:]))
-    padded = math.ceil(flat.shape[-1] / block_size) * block_size
+    padded = math.ceil(flat.shape[-1] / n) * n
     flat = np.pad(flat, [(0, 0)] * (flat.ndim - 1) + [(0, padded - flat.shape[-1])])
-    return flat.reshape(*flat.shape[:-1], -1, block_size)
+    return flat.reshape(*flat.shape[:-1], -1, n)
 
 
-def np_unblock(blocks: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    k = np_blocked_axes(shape or (1,), blocks.shape[-1])
+def np_unblock(blocks: np.ndarray, shape: tuple[int, ...], block_size: int) -> np.ndarray:
+    k, _ = np_layout(shape or (1,), block_size)
     flat = blocks.reshape(*blocks.shape[:-2], -1)
     return flat[..., : math.prod((shape or (1,))[-k:])].reshape(shape)
 
@@ -274,12 +282,12 @@ def np_quantize_blocks(
 
 def np_quantize(v: np.ndarray, config: Int8) -> tuple[np.ndarray, np.ndarray]:
     codes, _, m = np_quantize_blocks(np_blocks(v.astype(np.float32), config.block_size))
-    return np_unblock(codes.astype(np.uint8), v.shape), m
+    return np_unblock(codes.astype(np.uint8), v.shape, config.block_size), m
 
 
 def np_dequantize(codes: np.ndarray, m: np.ndarray, config: Int8) -> np.ndarray:
     values = CODE_TABLE[np_blocks(codes, config.block_size)] * m[..., None]
-    return np_unblock(values.astype(np.float32), codes.shape)
+    return np_unblock(values.astype(np.float32), codes.shape, config.block_size)
 
 
 # ---------------------------------------------------------------------------
@@ -476,7 +484,10 @@ LAYOUTS = {  # shape, block size: the shape of the scales
     "64x512": ((64, 512), 256, (64, 2)),
     "1024x1024": (BIG, 256, (1024, 4)),
     "40x100-block64": ((40, 100), 64, (63,)),
-    "4097": ((4097,), 256, (17,)),
+    "4097": ((4097,), 256, (17,)),  # 17 blocks of 241: no padding
+    "960x960": ((960, 960), 256, (960, 4)),  # blocks of 240 along the rows: no padding
+    "17x300": ((17, 300), 256, (20,)),  # 20 blocks of 255 over both axes
+    "4099": ((4099,), 256, (17,)),  # a prime: 17 zero-padded blocks of 256
     "scalar": ((), 256, (1,)),
 }
 
@@ -567,7 +578,7 @@ def np_step(g, codes, m, config, lr, rho, eps, p=None, weight_decay=0.0):
         old_max = (CODE_TABLE[np_blocks(codes, bs).max(axis=-1)] * m).astype(f32)
         scales = f32(1 - rho) * np.minimum(g_max * g_max, F32_BIG) + f32(rho) * old_max
     new_codes, _, scales = np_quantize_blocks(np_blocks(v, bs), scales)
-    return u, v, np_unblock(new_codes.astype(np.uint8), v.shape), scales
+    return u, v, np_unblock(new_codes.astype(np.uint8), v.shape, bs), scales
 
 
 ORACLE_CASES = {  # config, shape
@@ -619,7 +630,7 @@ def test_one_int8_step_matches_numpy(config, shape, weight_decay):
     else:
         # One of the two codes around the new v (give or take float32 rounding at a code).
         _, (low, high), _ = np_quantize_blocks(np_blocks(new_v, config.block_size), scales)
-        low, high = (np_unblock(c, shape) for c in (low, high))
+        low, high = (np_unblock(c, shape, config.block_size) for c in (low, high))
         assert np.all((actual >= low - 1) & (actual <= high + 1))
         assert ((actual < low) | (actual > high)).mean() < 1e-3
         assert (actual == high).mean() > 0.05 and (actual == low).mean() > 0.05
