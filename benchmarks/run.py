@@ -731,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eager-rounds", type=int, help="interleaved rounds of eager timing")
     parser.add_argument("--compile-reps", type=int, help="compile repetitions")
     cfg = parser.parse_args(argv)
-    defaults = (3, 2, 1, 0.0, 1) if cfg.quick else (9, 4, 2, 0.1, 2)
+    defaults = (3, 2, 1, 0.0, 1) if cfg.quick else (9, 9, 3, 0.1, 2)
     cfg.rounds = cfg.rounds or defaults[0]
     cfg.eager_rounds = cfg.eager_rounds or defaults[1]
     cfg.compile_reps = cfg.compile_reps or defaults[2]
