@@ -428,6 +428,16 @@ def _check_buffer_dtypes(rule: _Rule, where: str, p: Any, v: Any, m: Any, b: Any
             )
 
 
+def _jittable(rule: _Rule) -> bool:
+    """Whether ``rule`` can key jit's cache: not with an unhashable schedule object (then
+    the rule runs op by op)."""
+    try:
+        hash(rule)
+    except TypeError:
+        return False
+    return True
+
+
 def _step(updates, state, params, values, rule):
     count = state.count
     values = dict(values)
@@ -436,11 +446,7 @@ def _step(updates, state, params, values, rule):
     t = optax.safe_increment(count)
     # Leaves of one shape and dtype share one trace of the leaf's update (and XLA
     # inlines it): tracing a thousand-leaf tree costs what tracing a few leaves does.
-    leaf_update = _jitted_leaf_update
-    try:
-        hash(rule)
-    except TypeError:  # an unhashable schedule object: no cache to key on
-        leaf_update = _leaf_update
+    leaf_update = _jitted_leaf_update if _jittable(rule) else _leaf_update
 
     is_none = lambda x: x is None  # noqa: E731
     keyed, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=is_none)
@@ -599,11 +605,7 @@ def _build(
         for name, value in hyperparameters.items()
         if name not in dict(rule.schedules) and name not in dict(rule.constants)
     }
-    try:
-        hash(rule)
-        jittable = True
-    except TypeError:  # an unhashable schedule object: run the rule op by op
-        jittable = False
+    jittable = _jittable(rule)
 
     def init_fn(params: optax.Params) -> RMSPropState:
         def like(p, fill, dtype):
