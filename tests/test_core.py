@@ -984,3 +984,26 @@ def test_split_complex_equals_real_pairs(variant):
         else:
             assert ours.dtype == expected.dtype and ours.shape == expected.shape, name
             np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-7)
+
+
+class _UnhashableSchedule:
+    """A schedule object that cannot key jit's cache (a dataclass with eq=True, say)."""
+
+    __hash__ = None
+
+    def __call__(self, count):
+        return 0.1 / (1.0 + count)
+
+
+def test_an_unhashable_schedule_runs_op_by_op_and_gives_the_same_updates():
+    params = {"w": jnp.linspace(-1.0, 1.0, 6), "b": jnp.ones(3)}
+    grads = jax.tree.map(lambda p: jnp.cos(3.0 * p) + 0.5, params)
+    expected_tx = rmsprop(lambda count: 0.1 / (1.0 + count), momentum=0.9)
+    tx = rmsprop(_UnhashableSchedule(), momentum=0.9)
+    for update in (tx.update, jax.jit(tx.update)):
+        state, expected_state = tx.init(params), expected_tx.init(params)
+        for _ in range(3):
+            updates, state = update(grads, state, params)
+            expected, expected_state = expected_tx.update(grads, expected_state, params)
+            for k in params:
+                np.testing.assert_allclose(updates[k], expected[k], rtol=1e-6)
