@@ -198,6 +198,14 @@ def _unblock(blocks: jax.Array, like: jax.Array, block_size: int) -> jax.Array:
     return x
 
 
+def _spread(x: jax.Array, like: jax.Array, block_size: int) -> jax.Array:
+    """A value per block (shaped like the scales) repeated over its block's values,
+    shaped like ``like``. Elementwise work then runs in the leaf's own shape, which
+    XLA:CPU vectorizes better than the blocked shape."""
+    _, n = _layout(like.shape or (1,), block_size)
+    return _unblock(jnp.broadcast_to(x[..., None], (*x.shape, n)), like, block_size)
+
+
 def _noise(shape: tuple[int, ...], seed: jax.Array) -> jax.Array:
     """Uniform integers in ``[0, 2**_SHIFT)``, one per element, from a hash of ``seed``
     and the element's position (a cheap integer hash: a few multiplies and shifts)."""
@@ -249,31 +257,30 @@ def quantize(
     stochastic rounding; nearest rounding ignores it.
     """
     v = v.astype(jnp.float32)
-    blocks = _blocks(v, config.block_size)
     if scales is None:
-        scales = jnp.max(blocks, axis=-1)
+        scales = jnp.max(_blocks(v, config.block_size), axis=-1)
     # v / scale, as XLA computes it: v * (1 / scale). Above 2**126 that inverse would be
     # subnormal, which XLA flushes to 0, so large scales are first divided by 2**64 (and
     # the ratio after): both exact.
     shift = jnp.where(scales > 2.0**64, 2.0**-64, 1.0)
     inverse = jnp.where(scales > 0, 1 / (scales * shift), 0.0)
-    ratio = blocks * inverse[..., None] * shift[..., None]
+    spread = functools.partial(_spread, like=v, block_size=config.block_size)
+    ratio = v * spread(inverse) * spread(shift)
     bits = jax.lax.bitcast_convert_type(ratio, jnp.int32) - _BASE
     if config.rounding == "stochastic":
         if seed is None:
             raise ValueError("stochastic rounding needs a seed.")
-        bits = bits + _noise(blocks.shape, jnp.asarray(seed))
+        bits = bits + _noise(v.shape, jnp.asarray(seed))
     else:
         bits = bits + (1 << (_SHIFT - 1))
     codes = jnp.clip(bits >> _SHIFT, 1, 255)
-    codes = jnp.where(blocks > 0, codes, 0).astype(jnp.uint8)
-    return QuantizedArray(codes=_unblock(codes, v, config.block_size), scales=scales)
+    codes = jnp.where(v > 0, codes, 0).astype(jnp.uint8)
+    return QuantizedArray(codes=codes, scales=scales)
 
 
 def dequantize(q: QuantizedArray, config: Int8) -> jax.Array:
     """The float32 values the codes stand for."""
-    values = _fraction(_blocks(q.codes, config.block_size)) * q.scales[..., None]
-    return _unblock(values, q.codes, config.block_size)
+    return _fraction(q.codes) * _spread(q.scales, q.codes, config.block_size)
 
 
 def full(shape: tuple[int, ...], fill: jax.typing.ArrayLike, config: Int8) -> QuantizedArray:
