@@ -7,6 +7,7 @@ module imports nothing from the rest of the package.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 from collections.abc import Callable
@@ -208,6 +209,10 @@ def _buffer_dtypes(rule: _Rule, param_dtype: Any) -> tuple[np.dtype, np.dtype]:
     return (_real_dtype(nu), _real_dtype(mu)) if pairs else (np.dtype(nu), np.dtype(mu))
 
 
+def _is_none(x: Any) -> bool:
+    return x is None
+
+
 def _largest_square(dtype: Any) -> Any:
     """Where |g|^2 saturates for a v of ``dtype``: its largest value, less a few roundings."""
     return jnp.finfo(dtype).max * (1 - 4 * jnp.finfo(dtype).eps)
@@ -297,13 +302,16 @@ def _leaf_update(rule, values, t, leaf_seed, decays_weight, g, p, v, m, b):
 
     if rule.split_complex:
         u = _from_pairs(u, g_in)
+    u = u.astype(out_dtype)
     new_m = new_m.astype(m.dtype) if rule.centered else None
     new_b = new_b.astype(b.dtype) if rule.use_momentum else None
+    if u is new_b:  # the update is the momentum: the caller hands out one array, not a copy
+        u = None
     if isinstance(stored_v, quantize.QuantizedArray):
         new_v = _requantize(rule, h, t, leaf_seed, decays_weight, g_stored, stored_v, new_v)
     else:
         new_v = new_v.astype(v.dtype)
-    return u.astype(out_dtype), new_v, new_m, new_b
+    return u, new_v, new_m, new_b
 
 
 def _requantize(rule, h, t, leaf_seed, decays_weight, g, stored_v, new_v):
@@ -438,7 +446,7 @@ def _jittable(rule: _Rule) -> bool:
     return True
 
 
-def _step(updates, state, params, values, rule):
+def _step(updates, state, params, values, rule, share_momentum=False):
     count = state.count
     values = dict(values)
     for name, schedule in rule.schedules:
@@ -448,8 +456,7 @@ def _step(updates, state, params, values, rule):
     # inlines it): tracing a thousand-leaf tree costs what tracing a few leaves does.
     leaf_update = _jitted_leaf_update if _jittable(rule) else _leaf_update
 
-    is_none = lambda x: x is None  # noqa: E731
-    keyed, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=is_none)
+    keyed, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=_is_none)
     n, paths = len(keyed), [jax.tree_util.keystr(path) for path, _ in keyed]
     _check_buffers(state, rule)
     vs = _flatten_like(state.nu, treedef, "the state's nu", paths)
@@ -495,6 +502,8 @@ def _step(updates, state, params, values, rule):
             seed = np.uint32(len(out) * 0x85EBCA77 % 2**32)
         out.append(leaf_update(rule, values, t, seed, d, g, p, v, m, b))
     new_u, new_v, new_m, new_b = ([o[i] for o in out] for i in range(4))
+    if not share_momentum:  # else the caller fills them in (outside jit: the same arrays)
+        new_u = [b if u is None else u for u, b in zip(new_u, new_b, strict=True)]
     unflatten = lambda leaves: jax.tree.unflatten(treedef, leaves)  # noqa: E731
     return unflatten(new_u), RMSPropState(
         count=t,
@@ -505,7 +514,7 @@ def _step(updates, state, params, values, rule):
 
 
 _jitted_leaf_update = jax.jit(_leaf_update, static_argnames=("rule", "decays_weight"))
-_jitted_step = jax.jit(_step, static_argnames="rule")
+_jitted_step = jax.jit(functools.partial(_step, share_momentum=True), static_argnames="rule")
 _jitted_quantize = jax.jit(quantize.quantize, static_argnames="config")
 
 
@@ -638,8 +647,7 @@ def _build(
         def zeros(p):
             return like(p, 0, _buffer_dtypes(rule, p.dtype)[1])
 
-        is_none = lambda x: x is None  # noqa: E731
-        nus = jax.tree_util.tree_map_with_path(nu, params, is_leaf=is_none)  # checks params
+        nus = jax.tree_util.tree_map_with_path(nu, params, is_leaf=_is_none)  # checks params
         mu = jax.tree.map(zeros, params) if rule.centered else None
         return RMSPropState(
             count=jnp.zeros([], jnp.int32),
@@ -662,7 +670,12 @@ def _build(
         traced = any(_is_tracer(x) for x in jax.tree.leaves((state.count, updates, values)))
         if traced or not jittable:  # inside the caller's trace the rule simply inlines
             return _step(updates, state, params, values, rule)
-        return _jitted_step(updates, state, params, values, rule=rule)
+        updates, state = _jitted_step(updates, state, params, values, rule=rule)
+        if rule.use_momentum:  # where the update is the new momentum: one array, not a copy
+            updates = jax.tree.map(
+                lambda u, b: b if u is None else u, updates, state.momentum, is_leaf=_is_none
+            )
+        return updates, state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

@@ -26,6 +26,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 
@@ -166,3 +167,34 @@ def test_leaves_of_one_signature_share_one_trace(variant):
     bodies = {id(eqn.params["jaxpr"].jaxpr) for eqn in calls}
     assert len(calls) == len(params), [eqn.primitive.name for eqn in jaxpr.jaxpr.eqns]
     assert len(bodies) == 2, len(bodies)  # one for the 40 kernels, one for the bias
+
+
+MOMENTUM_RULES = {  # rmsprop's arguments; whether the update is the new momentum itself
+    "optax": ({"momentum": 0.9}, True),
+    "optax-centered": ({"momentum": 0.9, "centered": True}, True),
+    "nesterov": ({"momentum": 0.9, "nesterov": True}, False),
+    "pytorch": ({"momentum": 0.9, "lr_in_momentum": False}, False),
+    "decoupled_weight_decay": (
+        {"momentum": 0.9, "weight_decay": 0.1, "decoupled_weight_decay": True},
+        False,
+    ),
+    "bfloat16-momentum": ({"momentum": 0.9, "mu_dtype": jnp.bfloat16}, False),
+}
+
+
+@pytest.mark.parametrize("kwargs, shared", MOMENTUM_RULES.values(), ids=MOMENTUM_RULES.keys())
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_the_update_is_the_momentum_array_where_the_rule_makes_them_equal(kwargs, shared, mode):
+    """Under optax's rule ``u = b``: one array in the update and the state, so an eager
+    step allocates no copy of a parameter-sized buffer (the 16M-leaf eager momentum
+    step: 4 fresh buffers before, 3 now). Elsewhere they differ, and are two arrays."""
+    tx = optax_rmsprop.rmsprop(0.1, **kwargs)
+    update = jax.jit(tx.update) if mode == "jit" else tx.update
+    params = {"w": jnp.ones((8, 4)), "b": jnp.full(4, 2.0)}
+    grads = jax.tree.map(lambda p: 0.5 * p, params)
+    updates, state = update(grads, tx.init(params), params)
+    for u, b in zip(jax.tree.leaves(updates), jax.tree.leaves(state.momentum), strict=True):
+        if mode == "eager":
+            assert (u is b) == shared
+        if shared:
+            np.testing.assert_array_equal(u, b)
