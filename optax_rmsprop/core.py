@@ -7,7 +7,6 @@ module imports nothing from the rest of the package.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import numbers
 from collections.abc import Callable
@@ -446,7 +445,9 @@ def _jittable(rule: _Rule) -> bool:
     return True
 
 
-def _step(updates, state, params, values, rule, share_momentum=False):
+def _step(updates, state, params, values, rule):
+    """The update, with None for each leaf whose update is its new momentum (the caller
+    hands out the momentum's array there: outside jit one array, not a copy)."""
     count = state.count
     values = dict(values)
     for name, schedule in rule.schedules:
@@ -502,8 +503,6 @@ def _step(updates, state, params, values, rule, share_momentum=False):
             seed = np.uint32(len(out) * 0x85EBCA77 % 2**32)
         out.append(leaf_update(rule, values, t, seed, d, g, p, v, m, b))
     new_u, new_v, new_m, new_b = ([o[i] for o in out] for i in range(4))
-    if not share_momentum:  # else the caller fills them in (outside jit: the same arrays)
-        new_u = [b if u is None else u for u, b in zip(new_u, new_b, strict=True)]
     unflatten = lambda leaves: jax.tree.unflatten(treedef, leaves)  # noqa: E731
     return unflatten(new_u), RMSPropState(
         count=t,
@@ -514,7 +513,7 @@ def _step(updates, state, params, values, rule, share_momentum=False):
 
 
 _jitted_leaf_update = jax.jit(_leaf_update, static_argnames=("rule", "decays_weight"))
-_jitted_step = jax.jit(functools.partial(_step, share_momentum=True), static_argnames="rule")
+_jitted_step = jax.jit(_step, static_argnames="rule")
 _jitted_quantize = jax.jit(quantize.quantize, static_argnames="config")
 
 
@@ -669,8 +668,9 @@ def _build(
             )
         traced = any(_is_tracer(x) for x in jax.tree.leaves((state.count, updates, values)))
         if traced or not jittable:  # inside the caller's trace the rule simply inlines
-            return _step(updates, state, params, values, rule)
-        updates, state = _jitted_step(updates, state, params, values, rule=rule)
+            updates, state = _step(updates, state, params, values, rule)
+        else:
+            updates, state = _jitted_step(updates, state, params, values, rule=rule)
         if rule.use_momentum:  # where the update is the new momentum: one array, not a copy
             updates = jax.tree.map(
                 lambda u, b: b if u is None else u, updates, state.momentum, is_leaf=_is_none
