@@ -1,0 +1,545 @@
+"""Training runs carried between PyTorch, Keras and JAX by ``optax_rmsprop.interop``.
+
+Each test trains K steps in one framework, converts the weights and the optimizer state,
+continues N steps in the other, and compares with the first framework continuing the same N
+steps itself. Both sides get, at every step, the gradient of the same NumPy float32 function
+at their *own* parameters (as in test_frameworks.py), so only the optimizers differ.
+
+Tolerance: the conversion itself is exact (a copy, a transpose, a sign: the round-trip
+tests check equality), so what is left is the float32 rounding of the steps after it, the
+same as in test_frameworks.py: each step's formula in another order (g/d vs g·(1/d), lerp vs
+a·x + b·y) differs by a few ulp. Measured over the N = 30 continued steps of every case
+here: at most 1.2e-6 relative (torch) and 4.8e-7 (keras) on O(1) parameters, against
+RTOL = ATOL = 1e-5. A run resumed from an empty state instead (what a port that drops the
+optimizer state does) moves the parameters by more than 100 × ATOL: the tests check that
+too, so they can fail.
+"""
+
+import copy
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from optax_rmsprop import RMSPropState, interop, presets
+
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+
+K, N = 20, 30  # steps before the conversion, steps after it
+RTOL, ATOL = 1e-5, 1e-5
+# Non-default lr, alpha and eps, so that dropping one would show (as in test_frameworks.py).
+TORCH_BASE = dict(lr=0.02, alpha=0.9, eps=1e-2)
+KERAS_BASE = dict(learning_rate=0.02, rho=0.8, epsilon=1e-2)
+
+
+# ---------------------------------------------------------------------------
+# The problems: least squares, one with a weight stored (out, in) by torch, one complex.
+
+
+def _least_squares(sign=1.0, seed=0):
+    """Params in JAX's layout and the gradient of ``sign * ½ mean ‖X w + b − Y‖²``."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(16, 4)).astype(np.float32)
+    w_true = rng.normal(size=(4, 3))
+    y = (x @ w_true + 1.0 + 0.1 * rng.normal(size=(16, 3))).astype(np.float32)
+    params0 = {
+        "w": (w_true + 3 * rng.choice([-1.0, 1.0], size=(4, 3))).astype(np.float32),
+        "b": np.full(3, -2.0, np.float32),
+    }
+
+    def grad(p):
+        r = x @ p["w"] + p["b"] - y
+        return {
+            "w": np.float32(sign) * (x.T @ r) / np.float32(len(x)),
+            "b": np.float32(sign) * r.mean(axis=0),
+        }
+
+    return params0, grad
+
+
+def _complex_least_squares(seed=1):
+    """``mean |A z − y|²``; the gradient as torch defines it, 2 Aᴴ(A z − y) / n."""
+    rng = np.random.default_rng(seed)
+
+    def cnormal(*shape):
+        return (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(np.complex64)
+
+    a, z_true = cnormal(8, 4), cnormal(4)
+    y = a @ z_true + np.complex64(0.1) * cnormal(8)
+    signs = rng.choice([-1.0, 1.0], size=(2, 4))
+    params0 = {"z": (z_true + 3 * (signs[0] + 1j * signs[1])).astype(np.complex64)}
+
+    def grad(p):
+        return {"z": np.complex64(2 / len(a)) * (a.conj().T @ (a @ p["z"] - y))}
+
+    return params0, grad
+
+
+# torch's parameters, in order, and how each is laid out there: torch.nn.Linear keeps its
+# weight as (out, in), so leaf "w" is torch parameter 0 transposed.
+TORCH_LAYOUT = {"real": (("w", (1, 0)), ("b", None)), "complex": (("z", None),)}
+LEAF_MAPS = {"real": {"w": interop.Leaf(0, axes=(1, 0)), "b": 1}, "complex": None}
+
+
+def _to_torch_layout(params, layout):
+    return [
+        torch.tensor(np.ascontiguousarray(params[k] if axes is None else params[k].transpose(axes)))
+        .clone()
+        .requires_grad_(True)
+        for k, axes in layout
+    ]
+
+
+def _from_torch_layout(tensors, layout):
+    out = {}
+    for t, (k, axes) in zip(tensors, layout, strict=True):
+        x = t.detach().numpy().copy()
+        out[k] = x if axes is None else x.transpose(np.argsort(axes))
+    return out
+
+
+def _torch_steps(optimizer, tensors, layout, grad, steps):
+    trajectory = []
+    for _ in range(steps):
+        g = grad(_from_torch_layout(tensors, layout))
+        for t, (k, axes) in zip(tensors, layout, strict=True):
+            t.grad = torch.from_numpy(np.ascontiguousarray(g[k] if axes is None else g[k].T))
+        optimizer.step()
+        trajectory.append(_from_torch_layout(tensors, layout))
+    return trajectory
+
+
+def _jax_steps(tx, state, params, grad, steps):
+    params = {k: jnp.asarray(v) for k, v in params.items()}
+    trajectory = []
+    for _ in range(steps):
+        g = grad({k: np.asarray(v) for k, v in params.items()})
+        updates, state = tx.update({k: jnp.asarray(v) for k, v in g.items()}, state, params)
+        params = optax.apply_updates(params, updates)
+        trajectory.append({k: np.asarray(v) for k, v in params.items()})
+    return trajectory, state
+
+
+def _keras_steps(optimizer, variables, grad, steps):
+    trajectory = []
+    for _ in range(steps):
+        g = grad({k: np.asarray(v.value) for k, v in variables.items()})
+        optimizer.apply_gradients([(jnp.asarray(g[k]), v) for k, v in variables.items()])
+        trajectory.append({k: np.array(v.value) for k, v in variables.items()})
+    return trajectory
+
+
+def _assert_same(ours, theirs):
+    for step, (a, b) in enumerate(zip(ours, theirs, strict=True), start=1):
+        for k in a:
+            np.testing.assert_allclose(
+                a[k], b[k], rtol=RTOL, atol=ATOL, err_msg=f"params[{k!r}], step {step} after"
+            )
+
+
+def _max_difference(ours, theirs):
+    return max(
+        float(np.max(np.abs(a[k] - b[k]))) for a, b in zip(ours, theirs, strict=True) for k in a
+    )
+
+
+# ---------------------------------------------------------------------------
+# PyTorch.
+
+
+def _groups(ts):
+    """Two groups with different lr and momentum (and the same alpha, eps)."""
+    return [
+        {"params": [ts[0]], "lr": 0.02, "momentum": 0.9},
+        {"params": [ts[1]], "lr": 0.05, "momentum": 0.0, "centered": True},
+    ]
+
+
+TORCH_CASES = {
+    "plain": ("real", 1.0, lambda ts: torch.optim.RMSprop(ts, **TORCH_BASE)),
+    "momentum": ("real", 1.0, lambda ts: torch.optim.RMSprop(ts, **TORCH_BASE, momentum=0.9)),
+    "centered": ("real", 1.0, lambda ts: torch.optim.RMSprop(ts, **TORCH_BASE, centered=True)),
+    "weight_decay": (
+        "real",
+        1.0,
+        lambda ts: torch.optim.RMSprop(ts, **TORCH_BASE, weight_decay=0.1),
+    ),
+    "centered-momentum-weight_decay-maximize": (
+        "real",
+        -1.0,  # the gradient of -loss, ascended
+        lambda ts: torch.optim.RMSprop(
+            ts, **TORCH_BASE, momentum=0.9, centered=True, weight_decay=0.1, maximize=True
+        ),
+    ),
+    "two_groups": ("real", 1.0, lambda ts: torch.optim.RMSprop(_groups(ts), alpha=0.9, eps=1e-2)),
+    "complex-momentum": (
+        "complex",
+        1.0,
+        lambda ts: torch.optim.RMSprop(ts, **TORCH_BASE, momentum=0.9, centered=True),
+    ),
+}
+
+
+def _problem(kind, sign):
+    return _least_squares(sign) if kind == "real" else _complex_least_squares()
+
+
+@pytest.mark.parametrize("case", sorted(TORCH_CASES))
+def test_from_torch_continues_the_torch_run(case):
+    kind, sign, make = TORCH_CASES[case]
+    params0, grad = _problem(kind, sign)
+    layout = TORCH_LAYOUT[kind]
+    tensors = _to_torch_layout(params0, layout)
+    optimizer = make(tensors)
+    _torch_steps(optimizer, tensors, layout, grad, K)
+    checkpoint = copy.deepcopy(optimizer.state_dict())
+    params_k = _from_torch_layout(tensors, layout)
+    theirs = _torch_steps(optimizer, tensors, layout, grad, N)
+
+    tx, state = interop.from_torch(checkpoint, params_k, leaf_map=LEAF_MAPS[kind])
+    assert jax.tree.structure(state) == jax.tree.structure(tx.init(params_k))
+    ours, _ = _jax_steps(tx, state, params_k, grad, N)
+    _assert_same(ours, theirs)
+
+    restarted, _ = _jax_steps(tx, tx.init(params_k), params_k, grad, N)
+    assert _max_difference(restarted, theirs) > 100 * ATOL
+
+
+@pytest.mark.parametrize("case", sorted(TORCH_CASES))
+def test_to_torch_continues_the_jax_run(case):
+    kind, sign, make = TORCH_CASES[case]
+    params0, grad = _problem(kind, sign)
+    layout = TORCH_LAYOUT[kind]
+    # The JAX run is set up from an untouched torch optimizer's hyperparameters.
+    template = make(_to_torch_layout(params0, layout))
+    groups = template.param_groups
+    if len(groups) == 1:
+        h = {k: groups[0][k] for k in ("lr", "alpha", "eps", "weight_decay", "momentum")}
+        tx = presets.torch(**h, centered=groups[0]["centered"], maximize=groups[0]["maximize"])
+    else:
+        tx = optax.multi_transform(
+            {
+                "a": presets.torch(lr=0.02, alpha=0.9, eps=1e-2, momentum=0.9),
+                "b": presets.torch(lr=0.05, alpha=0.9, eps=1e-2, centered=True),
+            },
+            {"w": "a", "b": "b"},
+        )
+    params = {k: jnp.asarray(v) for k, v in params0.items()}
+    trajectory, state = _jax_steps(tx, tx.init(params), params0, grad, K)
+    params_k = trajectory[-1]
+    ours, _ = _jax_steps(tx, state, params_k, grad, N)
+
+    tensors = _to_torch_layout(params_k, layout)
+    optimizer = make(tensors)
+    state_dict = interop.to_torch(
+        state, tx, params_k, param_groups=optimizer.param_groups, leaf_map=LEAF_MAPS[kind]
+    )
+    optimizer.load_state_dict(state_dict)
+    theirs = _torch_steps(optimizer, tensors, layout, grad, N)
+    _assert_same(ours, theirs)
+
+    tensors = _to_torch_layout(params_k, layout)
+    fresh = _torch_steps(make(tensors), tensors, layout, grad, N)
+    assert _max_difference(fresh, ours) > 100 * ATOL
+
+
+def test_torch_round_trip_is_exact():
+    """state_dict -> (tx, state) -> state_dict gives torch's own tensors back, bit for bit,
+    and needs no hyperparameters restated: from_torch's tx remembers the groups."""
+    params0, grad = _least_squares()
+    layout = TORCH_LAYOUT["real"]
+    tensors = _to_torch_layout(params0, layout)
+    optimizer = TORCH_CASES["two_groups"][2](tensors)
+    _torch_steps(optimizer, tensors, layout, grad, K)
+    checkpoint = copy.deepcopy(optimizer.state_dict())
+    params_k = _from_torch_layout(tensors, layout)
+    tx, state = interop.from_torch(checkpoint, params_k, leaf_map=LEAF_MAPS["real"])
+
+    assert isinstance(state, optax.MultiTransformState)
+    inner = {label: s.inner_state for label, s in state.inner_states.items()}
+    assert sorted(inner) == ["group0", "group1"]
+    assert all(isinstance(s, RMSPropState) for s in inner.values())
+    assert isinstance(inner["group0"].nu["b"], optax.MaskedNode)  # b is in the other group
+    assert inner["group0"].mu is None and inner["group1"].momentum is None
+    np.testing.assert_array_equal(
+        inner["group0"].momentum["w"], checkpoint["state"][0]["momentum_buffer"].numpy().T
+    )
+    assert int(inner["group1"].count) == K
+
+    back = interop.to_torch(state, tx, params_k)
+    assert back["param_groups"] == [
+        {k: v for k, v in g.items() if k not in ("initial_lr",)} for g in checkpoint["param_groups"]
+    ]
+    assert back["state"].keys() == checkpoint["state"].keys()
+    for index, entry in checkpoint["state"].items():
+        assert back["state"][index].keys() == entry.keys()
+        for key, value in entry.items():
+            assert back["state"][index][key].dtype == value.dtype, (index, key)
+            torch.testing.assert_close(back["state"][index][key], value, rtol=0, atol=0)
+    optimizer.load_state_dict(back)  # torch takes it
+
+
+def test_torch_complex_buffers_are_pairs():
+    params0, grad = _complex_least_squares()
+    layout = TORCH_LAYOUT["complex"]
+    tensors = _to_torch_layout(params0, layout)
+    optimizer = torch.optim.RMSprop(tensors, **TORCH_BASE, momentum=0.9)
+    _torch_steps(optimizer, tensors, layout, grad, 3)
+    tx, state = interop.from_torch(optimizer.state_dict(), _from_torch_layout(tensors, layout))
+    square_avg = optimizer.state[tensors[0]]["square_avg"]
+    assert square_avg.dtype == torch.complex64 and state.nu["z"].shape == (4, 2)
+    np.testing.assert_array_equal(state.nu["z"], torch.view_as_real(square_avg).numpy())
+
+
+def test_a_parameter_never_stepped_gets_zeros():
+    """torch keeps no state for a parameter that never had a gradient; torch would start it at
+    zeros, and so does the converted state."""
+    params0, grad = _least_squares()
+    tensors = _to_torch_layout(params0, TORCH_LAYOUT["real"])
+    optimizer = torch.optim.RMSprop(tensors, **TORCH_BASE, momentum=0.9)
+    tensors[0].grad = torch.ones_like(tensors[0])
+    optimizer.step()  # only w has a gradient
+    assert len(optimizer.state_dict()["state"]) == 1
+    _, state = interop.from_torch(optimizer.state_dict(), params0, leaf_map=LEAF_MAPS["real"])
+    assert int(state.count) == 1 and not np.any(state.nu["b"]) and not np.any(state.momentum["b"])
+    assert np.all(np.asarray(state.nu["w"]) > 0)
+
+
+def test_from_torch_fills_a_given_tx():
+    """A tx of one's own (here with a bfloat16 momentum buffer) gets torch's state, cast."""
+    params0, grad = _least_squares()
+    tensors = _to_torch_layout(params0, TORCH_LAYOUT["real"])
+    optimizer = torch.optim.RMSprop(tensors, **TORCH_BASE, momentum=0.9)
+    _torch_steps(optimizer, tensors, TORCH_LAYOUT["real"], grad, 3)
+    params = _from_torch_layout(tensors, TORCH_LAYOUT["real"])
+    tx = presets.torch(**TORCH_BASE, momentum=0.9, mu_dtype=jnp.bfloat16)
+    same, state = interop.from_torch(
+        optimizer.state_dict(), params, tx=tx, leaf_map=LEAF_MAPS["real"]
+    )
+    assert same is tx and state.momentum["w"].dtype == jnp.bfloat16
+    tx.update(jax.tree.map(jnp.asarray, grad(params)), state, params)  # a state tx accepts
+
+
+# ---------------------------------------------------------------------------
+# Keras 3.
+
+KERAS_CASES = {
+    "plain": dict(KERAS_BASE),
+    "momentum": dict(KERAS_BASE, momentum=0.9),
+    "centered": dict(KERAS_BASE, centered=True),
+    "centered-momentum-weight_decay": dict(
+        KERAS_BASE, momentum=0.9, centered=True, weight_decay=0.1
+    ),
+}
+
+
+def _keras_variables(params):
+    return {k: keras.Variable(np.array(v), name=k) for k, v in params.items()}
+
+
+@pytest.mark.parametrize("case", sorted(KERAS_CASES))
+def test_from_keras_continues_the_keras_run(case):
+    kwargs = KERAS_CASES[case]
+    params0, grad = _least_squares()
+    variables = _keras_variables(params0)
+    optimizer = keras.optimizers.RMSprop(**kwargs)
+    _keras_steps(optimizer, variables, grad, K)
+    params_k = {k: np.array(v.value) for k, v in variables.items()}
+    tx, state = interop.from_keras(optimizer, params_k)  # leaves matched by path: "w", "b"
+    assert int(state.count) == K
+    theirs = _keras_steps(optimizer, variables, grad, N)
+
+    ours, _ = _jax_steps(tx, state, params_k, grad, N)
+    _assert_same(ours, theirs)
+    restarted, _ = _jax_steps(tx, tx.init(params_k), params_k, grad, N)
+    assert _max_difference(restarted, theirs) > 100 * ATOL
+
+
+@pytest.mark.parametrize("case", sorted(KERAS_CASES))
+def test_to_keras_continues_the_jax_run(case):
+    kwargs = KERAS_CASES[case]
+    params0, grad = _least_squares()
+    tx = presets.keras(**kwargs)
+    params = {k: jnp.asarray(v) for k, v in params0.items()}
+    trajectory, state = _jax_steps(tx, tx.init(params), params0, grad, K)
+    params_k = trajectory[-1]
+    ours, _ = _jax_steps(tx, state, params_k, grad, N)
+
+    variables = _keras_variables(params_k)
+    optimizer = keras.optimizers.RMSprop(**kwargs)
+    optimizer.build(list(variables.values()))
+    interop.to_keras(state, tx, params_k, optimizer)
+    assert int(optimizer.iterations.value) == K
+    theirs = _keras_steps(optimizer, variables, grad, N)
+    _assert_same(ours, theirs)
+
+    variables = _keras_variables(params_k)
+    fresh = _keras_steps(keras.optimizers.RMSprop(**kwargs), variables, grad, N)
+    assert _max_difference(fresh, ours) > 100 * ATOL
+
+
+def test_keras_momentum_is_minus_ours():
+    """Keras's momentum holds +ηg/√(v + ε) and is subtracted; ours is the update, added."""
+    params0, grad = _least_squares()
+    variables = _keras_variables(params0)
+    optimizer = keras.optimizers.RMSprop(**KERAS_BASE, momentum=0.9)
+    _keras_steps(optimizer, variables, grad, 1)
+    _, state = interop.from_keras(optimizer, params0)
+    by_name = {v.name: np.asarray(v.value) for v in optimizer.variables}
+    np.testing.assert_array_equal(state.momentum["w"], -by_name["w_momentum"])
+    assert np.all(np.sign(state.momentum["w"]) == -np.sign(grad(params0)["w"]))
+
+
+def test_keras_leaves_by_nested_path_and_by_leaf_map():
+    """``params["dense"]["kernel"]`` is the variable ``dense/kernel``; a leaf_map can say it."""
+    params0, _ = _least_squares()
+    variables = [
+        keras.Variable(params0["w"], name="kernel"),
+        keras.Variable(params0["b"], name="bias"),
+    ]
+    optimizer = keras.optimizers.RMSprop(**KERAS_BASE)
+    optimizer.apply_gradients([(jnp.ones_like(v.value), v) for v in variables])
+    _, by_path = interop.from_keras(optimizer, {"bias": params0["b"], "kernel": params0["w"]})
+    _, by_map = interop.from_keras(
+        optimizer, {"x": params0["w"], "y": params0["b"]}, leaf_map={"x": "kernel", "y": "bias"}
+    )
+    np.testing.assert_array_equal(by_path.nu["kernel"], by_map.nu["x"])
+    assert by_path.nu["bias"].shape == (3,) and by_map.nu["y"].shape == (3,)
+
+
+# ---------------------------------------------------------------------------
+# What cannot map.
+
+
+def _torch_checkpoint(steps=2, **kwargs):
+    params0, grad = _least_squares()
+    tensors = _to_torch_layout(params0, TORCH_LAYOUT["real"])
+    optimizer = torch.optim.RMSprop(tensors, **{**TORCH_BASE, **kwargs})
+    _torch_steps(optimizer, tensors, TORCH_LAYOUT["real"], grad, steps)
+    return copy.deepcopy(optimizer.state_dict()), _from_torch_layout(tensors, TORCH_LAYOUT["real"])
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda ts: torch.optim.Adam(ts), r"'betas'.*another optimizer \(Adam"),
+        (lambda ts: torch.optim.SGD(ts, lr=0.1, momentum=0.9), r"'nesterov'.*\(SGD\)"),
+        (lambda ts: torch.optim.Adagrad(ts), r"another optimizer \(Adagrad\)"),
+    ],
+    ids=["adam", "sgd", "adagrad"],
+)
+def test_from_torch_refuses_another_optimizer(make, match):
+    params0, grad = _least_squares()
+    tensors = _to_torch_layout(params0, TORCH_LAYOUT["real"])
+    optimizer = make(tensors)
+    _torch_steps(optimizer, tensors, TORCH_LAYOUT["real"], grad, 1)
+    with pytest.raises(ValueError, match=match):
+        interop.from_torch(optimizer.state_dict(), params0, leaf_map=LEAF_MAPS["real"])
+
+
+def test_from_torch_refuses_adam_state_under_rmsprop_groups():
+    state_dict, params = _torch_checkpoint()
+    state_dict["state"][0]["exp_avg"] = state_dict["state"][0]["square_avg"]
+    with pytest.raises(ValueError, match=r"state\[0\] has 'exp_avg'.*\(Adam"):
+        interop.from_torch(state_dict, params, leaf_map=LEAF_MAPS["real"])
+
+
+def test_from_torch_refuses_a_missing_buffer():
+    state_dict, params = _torch_checkpoint(momentum=0.9)
+    del state_dict["state"][1]["momentum_buffer"]
+    with pytest.raises(
+        ValueError, match=r"state\[1\] \(for params\['b'\]\) has no 'momentum_buffer'"
+    ):
+        interop.from_torch(state_dict, params, leaf_map=LEAF_MAPS["real"])
+
+
+def test_from_torch_names_the_leaf_whose_shape_does_not_fit():
+    state_dict, params = _torch_checkpoint()
+    with pytest.raises(ValueError, match=r"params\['w'\] \(torch index 0\).*\(3, 4\).*\(4, 3\)"):
+        interop.from_torch(state_dict, params, leaf_map={"w": 0, "b": 1})  # no transpose
+    with pytest.raises(ValueError, match=r"params\['w'\] \(torch index 0\): axes \(1, 0, 2\)"):
+        interop.from_torch(state_dict, params, leaf_map={"w": interop.Leaf(0, (1, 0, 2)), "b": 1})
+
+
+def test_from_torch_refuses_leaf_maps_that_do_not_cover_the_parameters():
+    state_dict, params = _torch_checkpoint()
+    with pytest.raises(ValueError, match="params has 3 leaves but the optimizer has 2"):
+        interop.from_torch(state_dict, {**params, "c": np.zeros(2, np.float32)})
+    with pytest.raises(ValueError, match=r"both take parameter 1"):
+        interop.from_torch(state_dict, params, leaf_map={"w": 1, "b": 1})
+    with pytest.raises(ValueError, match=r"index 5, which the state_dict does not have"):
+        interop.from_torch(state_dict, params, leaf_map={"w": interop.Leaf(0, (1, 0)), "b": 5})
+
+
+def test_from_torch_refuses_step_counts_one_count_cannot_hold():
+    state_dict, params = _torch_checkpoint()
+    state_dict["state"][1]["step"] = torch.tensor(5.0)
+    with pytest.raises(ValueError, match=r"different numbers of steps \(\[2, 5\]\)"):
+        interop.from_torch(state_dict, params, leaf_map=LEAF_MAPS["real"])
+
+
+def test_from_torch_refuses_what_is_not_a_state_dict():
+    with pytest.raises(TypeError, match="'state' and 'param_groups'"):
+        interop.from_torch({"w": torch.zeros(3)}, {"w": np.zeros(3, np.float32)})
+
+
+def test_from_torch_refuses_a_tx_of_another_configuration():
+    state_dict, params = _torch_checkpoint(momentum=0.9)
+    with pytest.raises(ValueError, match=r"keeps momentum_buffer.*has no momentum buffer"):
+        interop.from_torch(state_dict, params, tx=presets.torch(), leaf_map=LEAF_MAPS["real"])
+
+
+def test_to_torch_needs_the_hyperparameters_and_checks_them():
+    params0, grad = _least_squares()
+    tx = presets.torch(**TORCH_BASE, momentum=0.9)
+    _, state = _jax_steps(tx, tx.init(jax.tree.map(jnp.asarray, params0)), params0, grad, 2)
+    with pytest.raises(ValueError, match="pass param_groups"):
+        interop.to_torch(state, tx, params0, leaf_map=LEAF_MAPS["real"])
+    with pytest.raises(
+        ValueError, match=r"has momentum buffer but param_groups\[0\] has momentum=0"
+    ):
+        interop.to_torch(
+            state, tx, params0, param_groups=[dict(lr=0.02)], leaf_map=LEAF_MAPS["real"]
+        )
+    with pytest.raises(ValueError, match="another transformation or for other params"):
+        interop.to_torch(state, presets.torch(), params0, param_groups=[dict(lr=0.02)])
+    state_dict, params = _torch_checkpoint(momentum=0.9)
+    tx, state = interop.from_torch(state_dict, params, leaf_map=LEAF_MAPS["real"])
+    with pytest.raises(ValueError, match=r"param_groups\[0\] has lr=0.5 but tx was made with 0.02"):
+        interop.to_torch(state, tx, params, param_groups=[dict(TORCH_BASE, lr=0.5, momentum=0.9)])
+
+
+def test_keras_refusals():
+    params0, _ = _least_squares()
+    variables = list(_keras_variables(params0).values())
+    with pytest.raises(TypeError, match="expected a keras.optimizers.RMSprop; got Adam"):
+        interop.from_keras(keras.optimizers.Adam(), params0)
+    with pytest.raises(ValueError, match="build it first"):
+        interop.from_keras(keras.optimizers.RMSprop(), params0)
+    clipped = keras.optimizers.RMSprop(clipnorm=1.0)
+    clipped.build(variables)
+    with pytest.raises(ValueError, match=r"clipnorm=1.0 .*pass tx="):
+        interop.from_keras(clipped, params0)
+    interop.from_keras(clipped, params0, tx=optax.chain(optax.clip(1.0), presets.keras()))
+
+    tx = presets.keras(momentum=0.9)
+    state = tx.init(jax.tree.map(jnp.asarray, params0))
+    plain = keras.optimizers.RMSprop()
+    plain.build(variables)
+    with pytest.raises(ValueError, match=r"has momentum buffer but the optimizer has momentum=0"):
+        interop.to_keras(state, tx, params0, plain)
+    with pytest.raises(ValueError, match="names 'nope'"):
+        interop.from_keras(plain, params0, leaf_map={"w": "nope", "b": "b"})
+
+
+def test_importing_interop_imports_neither_torch_nor_keras():
+    code = (
+        "import sys, optax_rmsprop, optax_rmsprop.interop; "
+        "assert 'torch' not in sys.modules and 'keras' not in sys.modules, 'imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
