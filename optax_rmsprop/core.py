@@ -7,8 +7,6 @@ module imports nothing from the rest of the package.
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -17,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optax_rmsprop import hyperparameters as hp
 from optax_rmsprop import quantize
 
 __all__ = ["RMSPropState", "rmsprop", "scale_by_rms"]
@@ -34,63 +33,6 @@ class RMSPropState(NamedTuple):
     nu: optax.Updates  # leaky average of |g|^2 (a QuantizedArray per leaf for int8)
     mu: optax.Updates | None  # leaky average of g (``centered=True``)
     momentum: optax.Updates | None  # momentum buffer (``momentum`` not None)
-
-
-# ---------------------------------------------------------------------------
-# Hyperparameters: a number, a JAX scalar (also a tracer) or a schedule.
-
-_LIMITS = {  # name: (lowest, highest) allowed for a concrete value
-    "learning_rate": (0.0, math.inf),
-    "decay": (0.0, 1.0),
-    "eps": (0.0, math.inf),
-    "momentum": (0.0, 1.0),  # above 1 the momentum buffer grows without bound
-    "weight_decay": (0.0, math.inf),
-    "initial_scale": (0.0, math.inf),
-}
-
-
-def _is_tracer(x: Any) -> bool:
-    return isinstance(x, jax.core.Tracer)
-
-
-def _check_hyperparameter(name: str, value: Any) -> None:
-    """Raises for a hyperparameter of the wrong type or a concrete value out of range."""
-    if callable(value) and not isinstance(value, (jax.Array, np.ndarray)):
-        return  # a schedule: its values are checked (for shape) when it is called
-    if isinstance(value, bool) or not isinstance(
-        value, (numbers.Real, jax.Array, np.ndarray, np.generic)
-    ):
-        raise TypeError(
-            f"{name} must be a real number, a scalar array or a schedule (a callable "
-            f"of the step count); got {value!r} of type {type(value).__name__}."
-        )
-    if _is_tracer(value):
-        if jnp.ndim(value) != 0:
-            raise ValueError(f"{name} must be a scalar; got shape {jnp.shape(value)}.")
-        return  # values of tracers are unknown here
-    array = np.asarray(value)
-    if array.ndim != 0:
-        raise ValueError(f"{name} must be a scalar; got an array of shape {array.shape}.")
-    # bfloat16 is no NumPy number; a complex scalar with no imaginary part is what
-    # optax.inject_hyperparams makes of a number for complex params.
-    if not (jnp.issubdtype(array.dtype, jnp.integer) or jnp.issubdtype(array.dtype, jnp.inexact)):
-        raise TypeError(f"{name} must be real; got dtype {array.dtype}.")
-    if np.iscomplexobj(array) and array.imag != 0:
-        raise TypeError(f"{name} must be real; got {array.item()} (dtype {array.dtype}).")
-    low, high = _LIMITS[name]
-    number = float(array.real)
-    if not (low <= number <= high and math.isfinite(number)):  # also catches NaN
-        raise ValueError(f"{name} must be a finite number in [{low}, {high}]; got {number}.")
-
-
-def _is_concrete_zero(value: Any) -> bool:
-    return (
-        not callable(value)
-        and not _is_tracer(value)
-        and not isinstance(value, bool)
-        and np.ndim(value) == 0
-        and float(np.asarray(value).real) == 0.0
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,26 +92,6 @@ def _mask_leaves(rule: _Rule, params: Any, treedef: Any) -> list[bool]:
             f"weight_decay_mask must have the structure of the params (or a prefix of it): {error}"
         ) from None
     return [bool(m) if m is not None else False for m in treedef.flatten_up_to(full)]
-
-
-def _value(name: str, value: Any) -> Any:
-    if isinstance(value, bool) or not (
-        isinstance(value, numbers.Real)
-        or (
-            isinstance(value, (jax.Array, np.ndarray, np.generic))
-            and jnp.issubdtype(value.dtype, jnp.number)
-            and not jnp.iscomplexobj(value)
-        )
-    ):
-        raise TypeError(
-            f"the schedule for {name} must return a real scalar; got {value!r} of type "
-            f"{type(value).__name__}."
-        )
-    if jnp.ndim(value) != 0:
-        raise ValueError(
-            f"the schedule for {name} must return a scalar; got shape {jnp.shape(value)}."
-        )
-    return value
 
 
 # ---------------------------------------------------------------------------
@@ -245,9 +167,9 @@ def _leaf_update(rule, values, t, leaf_seed, decays_weight, g, p, v, m, b):
     given as Python numbers come from the rule, as constants. ``leaf_seed`` tells the
     leaf's stream of rounding noise apart (8-bit ``v`` only, else None).
     """
-    # Arrays, not Python floats: 1 - decay is float32 arithmetic, as in the eager step,
-    # also under the caller's jit (where Python would compute it in float64).
-    h = {name: jnp.real(value) for name, value in (*values.items(), *rule.constants)}
+    # Python numbers stay Python floats, and what is derived from them is computed in
+    # float64 and rounded once where it meets an array (see hyperparameters.derive).
+    h = hp.derive({**{k: jnp.real(x) for k, x in values.items()}, **dict(rule.constants)})
     out_dtype, g_stored = g.dtype, g
     if rule.split_complex:  # PyTorch: real and imaginary parts are separate coordinates
         g_in, g, p = g, _to_pairs(g), None if p is None else _to_pairs(p)
@@ -256,8 +178,7 @@ def _leaf_update(rule, values, t, leaf_seed, decays_weight, g, p, v, m, b):
         v = quantize.dequantize(v, rule.nu_dtype)
     cd = _compute_dtype(g.dtype, v.dtype)
     g = g.astype(cd)
-    lr, rho, eps = h.get("learning_rate"), h["decay"], h["eps"]
-    wd, mu_ = h.get("weight_decay"), h.get("momentum")
+    lr, eps, wd, mu_ = h.get("learning_rate"), h["eps"], h.get("weight_decay"), h.get("momentum")
 
     if rule.maximize:
         g = -g
@@ -267,22 +188,23 @@ def _leaf_update(rule, values, t, leaf_seed, decays_weight, g, p, v, m, b):
     # |g|^2 beyond what v's dtype holds (less a few roundings) counts as that much, so the
     # state stays finite; where it overflows the arithmetic too, that step's s is 0.
     g_sq, big = _abs_sq(g), _largest_square(v.dtype)
-    new_v = (1 - rho) * jnp.minimum(g_sq, big) + rho * v.astype(_real_dtype(cd))
+    new_v = hp.leaky_average(v.astype(_real_dtype(cd)), jnp.minimum(g_sq, big), h)
     if not isinstance(stored_v, quantize.QuantizedArray):
         new_v = _as_stored(new_v, v.dtype)
     v_hat = new_v
     if rule.bias_correction:
-        v_hat = new_v / (1 - rho**t)
+        debias = hp.bias_correction(t, _real_dtype(cd), h)
+        v_hat = new_v / debias
     if rule.centered:
-        new_m = _as_stored((1 - rho) * g + rho * m.astype(cd), m.dtype)
-        m_hat = new_m / (1 - rho**t) if rule.bias_correction else new_m
+        new_m = _as_stored(hp.leaky_average(m.astype(cd), g, h), m.dtype)
+        m_hat = new_m / debias if rule.bias_correction else new_m
         m_sq = jnp.minimum(_abs_sq(m_hat), jnp.finfo(cd).max)  # so inf - m_sq is inf, not NaN
         v_hat = jnp.maximum(v_hat - m_sq, 0)  # clamp: no NaN from rounding
 
     if rule.eps_in_sqrt:
         s = jax.lax.rsqrt(v_hat + eps) * g
     else:
-        s = 1 / (jnp.sqrt(v_hat) + eps) * g
+        s = g / (jnp.sqrt(v_hat) + eps)
     s = jnp.where((g_sq == jnp.inf) & jnp.isfinite(g), 0, s)
 
     if rule.scale_only:
@@ -297,7 +219,7 @@ def _leaf_update(rule, values, t, leaf_seed, decays_weight, g, p, v, m, b):
         new_b = _as_stored(s + mu_ * b.astype(cd), b.dtype)
         u = -lr * (s + mu_ * new_b if rule.nesterov else new_b)
     if rule.weight_decay == "decoupled" and decays_weight:
-        u = u - lr * wd * p.astype(cd)
+        u = u - h["lr_weight_decay"] * p.astype(cd)
 
     if rule.split_complex:
         u = _from_pairs(u, g_in)
@@ -320,19 +242,21 @@ def _requantize(rule, h, t, leaf_seed, decays_weight, g, stored_v, new_v):
     by an upper bound of it: the update of v applied to the blocks' maxima of the old
     v and of |g|, read from the stored codes and gradients. That takes no pass over
     the new v, which XLA:CPU would first write out to memory. The bound is at most
-    twice the maximum (one octave of range, nothing in precision) and never below it
-    (each operation rounds monotonically, as in the elementwise update). Complex
+    twice the maximum (one octave of range, nothing in precision) and never below it:
+    the leaky average is monotone in both its inputs, and the few roundings by which
+    the elementwise one can exceed the maxima's are covered by a margin of 2**-20. Complex
     gradients, and gradients with coupled weight decay (whose |g + wd p| has no such
     cheap bound), take the exact maximum.
     """
-    config, rho, f32 = rule.nu_dtype, h["decay"], new_v.dtype
+    config, f32 = rule.nu_dtype, new_v.dtype
     scales = None
     coupled = rule.weight_decay == "coupled" and decays_weight
     if config.rounding == "stochastic" and not jnp.iscomplexobj(g) and not coupled:
         g_max = quantize.block_max_abs(g, config).astype(f32)
         big = _largest_square(f32)  # as in _leaf_update
         old_max = quantize.block_max(stored_v, config)
-        scales = (1 - rho) * jnp.minimum(g_max * g_max, big) + rho * old_max
+        scales = hp.leaky_average(old_max, jnp.minimum(g_max * g_max, big), h)
+        scales = scales * (1 + 2.0**-20)
     # A different stream of rounding noise for each step and leaf.
     seed = t.astype(jnp.uint32) * jnp.uint32(0x632BE5AB) + leaf_seed
     return quantize.quantize(new_v, config, seed, scales)
@@ -451,7 +375,7 @@ def _step(updates, state, params, values, rule):
     count = state.count
     values = dict(values)
     for name, schedule in rule.schedules:
-        values[name] = _value(name, schedule(count))
+        values[name] = hp.schedule_value(name, schedule(count))
     t = optax.safe_increment(count)
     # Leaves of one shape and dtype share one trace of the leaf's update (and XLA
     # inlines it): tracing a thousand-leaf tree costs what tracing a few leaves does.
@@ -546,8 +470,8 @@ def _build(
     if weight_decay is not None:  # checked before the test for zero reads its value
         checked["weight_decay"] = weight_decay
     for name, value in checked.items():
-        _check_hyperparameter(name, value)
-    use_weight_decay = weight_decay is not None and not _is_concrete_zero(weight_decay)
+        hp.check(name, value)
+    use_weight_decay = weight_decay is not None and not hp.is_concrete_zero(weight_decay)
     if use_weight_decay:
         hyperparameters["weight_decay"] = weight_decay
     flags = dict(
@@ -563,13 +487,14 @@ def _build(
     for name, value in flags.items():
         if not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"{name} must be a bool; got {value!r} of type {type(value).__name__}.")
-    if callable(initial_scale) and not isinstance(initial_scale, (jax.Array, np.ndarray)):
+    if hp.is_schedule(initial_scale):
         raise TypeError("initial_scale must be a number or a scalar array, not a schedule.")
-    # The arithmetic is at least float32, where a decay within 3e-8 of 1 is 1.
-    if not callable(decay) and not _is_tracer(decay) and np.float32(np.real(decay)) == 1:
-        rho = float(np.asarray(decay).real)
+    # A number's 1 - decay is computed in float64 (so 1 - 1e-9 is no 1); an array's is
+    # float32 arithmetic, where a decay within 3e-8 of 1 is 1.
+    rho = None if hp.is_schedule(decay) or hp.is_tracer(decay) else hp.as_constant(decay)
+    if rho is not None and (rho == 1 or (not hp.is_constant(decay) and np.float32(rho) == 1)):
         one = "decay=1" if rho == 1 else f"decay={rho} (1 in float32)"
-        if _is_concrete_zero(initial_scale):
+        if hp.is_concrete_zero(initial_scale):
             raise ValueError(
                 f"{one} with initial_scale=0 keeps the accumulator at 0 forever, so every "
                 "step would be learning_rate * g / sqrt(eps); use decay < 1 or initial_scale > 0."
@@ -598,14 +523,12 @@ def _build(
         nu_dtype=_state_dtype("nu_dtype", nu_dtype, allow_int8=True),
         mu_dtype=_state_dtype("mu_dtype", mu_dtype, allow_int8=False),
         schedules=tuple(
-            (name, value)
-            for name, value in hyperparameters.items()
-            if callable(value) and not isinstance(value, (jax.Array, np.ndarray))
+            (name, value) for name, value in hyperparameters.items() if hp.is_schedule(value)
         ),
         constants=tuple(
-            (name, float(np.real(value)) + 0.0)  # + 0.0: -0.0 is 0.0
+            (name, hp.as_constant(value))
             for name, value in hyperparameters.items()
-            if isinstance(value, (numbers.Real, np.generic, np.ndarray))
+            if hp.is_constant(value)
         ),
     )
     values = {  # arrays: arguments of the compiled step
@@ -627,7 +550,7 @@ def _build(
             """
             pairs = rule.split_complex and jnp.iscomplexobj(p)
             x = jnp.full_like(p, fill, dtype)
-            if _is_tracer(p):
+            if hp.is_tracer(p):
                 x = x + jnp.where(jnp.isfinite(p), jnp.abs(p) * 0, 0).astype(dtype)
             return jnp.stack([x, x], axis=-1) if pairs else x
 
@@ -638,7 +561,7 @@ def _build(
             v = like(p, jnp.real(initial_scale), _buffer_dtypes(rule, p.dtype)[0])
             if isinstance(rule.nu_dtype, quantize.Int8) and rule.nu_dtype.applies_to(v.shape):
                 # quantized from v, so that the scales come sharded like it
-                return (quantize.quantize if _is_tracer(v) else _jitted_quantize)(
+                return (quantize.quantize if hp.is_tracer(v) else _jitted_quantize)(
                     v, rule.nu_dtype, jnp.uint32(0)
                 )
             return v
@@ -666,7 +589,7 @@ def _build(
             raise TypeError(
                 f"state must be the RMSPropState made by init; got {type(state).__name__}."
             )
-        traced = any(_is_tracer(x) for x in jax.tree.leaves((state.count, updates, values)))
+        traced = any(hp.is_tracer(x) for x in jax.tree.leaves((state.count, updates, values)))
         if traced or not jittable:  # inside the caller's trace the rule simply inlines
             updates, state = _step(updates, state, params, values, rule)
         else:

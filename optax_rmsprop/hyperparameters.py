@@ -1,0 +1,167 @@
+"""Hyperparameters of the rule: their checks, their kinds, and the values derived from them.
+
+A hyperparameter is a Python number, a scalar array (also a tracer, as
+``optax.inject_hyperparams`` and ``jax.vmap`` pass them) or a schedule of the step
+count. The rule reads them through :func:`derive`, which also computes what the
+equations need besides them (:math:`1 - \\rho`, :math:`\\eta\\lambda`, ...):
+
+* from Python numbers, in float64 on the host, each rounded once to the arithmetic's
+  dtype where it meets an array (as optax, PyTorch and Keras compute ``1 - decay``);
+  float32 cannot hold most decays (0.999 is 0.99900001287), so ``1 - decay`` taken
+  from the rounded decay would carry that error magnified: 1.3e-5 at 0.999, 1.7e-4 at
+  0.9999;
+* from arrays and schedules' values, in their own dtype, as optax does.
+
+:func:`leaky_average` and :func:`bias_correction` are the two places where that
+rounding decides how close to exact the trajectory stays at decays near 1.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__: list[str] = []  # internal to the package
+
+LIMITS = {  # name: (lowest, highest) allowed for a concrete value
+    "learning_rate": (0.0, math.inf),
+    "decay": (0.0, 1.0),
+    "eps": (0.0, math.inf),
+    "momentum": (0.0, 1.0),  # above 1 the momentum buffer grows without bound
+    "weight_decay": (0.0, math.inf),
+    "initial_scale": (0.0, math.inf),
+}
+
+
+def is_tracer(x: Any) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+def is_schedule(x: Any) -> bool:
+    return callable(x) and not isinstance(x, (jax.Array, np.ndarray))
+
+
+def is_constant(x: Any) -> bool:
+    """A Python or NumPy number (or concrete NumPy array): a compile-time constant."""
+    return isinstance(x, (numbers.Real, np.generic, np.ndarray))
+
+
+def check(name: str, value: Any) -> None:
+    """Raises for a hyperparameter of the wrong type or a concrete value out of range."""
+    if is_schedule(value):
+        return  # its values are checked (for shape) when it is called: see schedule_value
+    if isinstance(value, bool) or not isinstance(
+        value, (numbers.Real, jax.Array, np.ndarray, np.generic)
+    ):
+        raise TypeError(
+            f"{name} must be a real number, a scalar array or a schedule (a callable "
+            f"of the step count); got {value!r} of type {type(value).__name__}."
+        )
+    if is_tracer(value):
+        if jnp.ndim(value) != 0:
+            raise ValueError(f"{name} must be a scalar; got shape {jnp.shape(value)}.")
+        return  # values of tracers are unknown here
+    array = np.asarray(value)
+    if array.ndim != 0:
+        raise ValueError(f"{name} must be a scalar; got an array of shape {array.shape}.")
+    # bfloat16 is no NumPy number; a complex scalar with no imaginary part is what
+    # optax.inject_hyperparams makes of a number for complex params.
+    if not (jnp.issubdtype(array.dtype, jnp.integer) or jnp.issubdtype(array.dtype, jnp.inexact)):
+        raise TypeError(f"{name} must be real; got dtype {array.dtype}.")
+    if np.iscomplexobj(array) and array.imag != 0:
+        raise TypeError(f"{name} must be real; got {array.item()} (dtype {array.dtype}).")
+    low, high = LIMITS[name]
+    number = float(array.real)
+    if not (low <= number <= high and math.isfinite(number)):  # also catches NaN
+        raise ValueError(f"{name} must be a finite number in [{low}, {high}]; got {number}.")
+
+
+def is_concrete_zero(value: Any) -> bool:
+    return (
+        not callable(value)
+        and not is_tracer(value)
+        and not isinstance(value, bool)
+        and np.ndim(value) == 0
+        and float(np.asarray(value).real) == 0.0
+    )
+
+
+def as_constant(value: Any) -> float:
+    """A constant hyperparameter as a Python float (-0.0 as 0.0)."""
+    return float(np.real(value)) + 0.0
+
+
+def schedule_value(name: str, value: Any) -> Any:
+    """Raises unless a schedule's ``value`` is a real scalar; returns it."""
+    if isinstance(value, bool) or not (
+        isinstance(value, numbers.Real)
+        or (
+            isinstance(value, (jax.Array, np.ndarray, np.generic))
+            and jnp.issubdtype(value.dtype, jnp.number)
+            and not jnp.iscomplexobj(value)
+        )
+    ):
+        raise TypeError(
+            f"the schedule for {name} must return a real scalar; got {value!r} of type "
+            f"{type(value).__name__}."
+        )
+    if jnp.ndim(value) != 0:
+        raise ValueError(
+            f"the schedule for {name} must return a scalar; got shape {jnp.shape(value)}."
+        )
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Derived values.
+
+
+def derive(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The hyperparameters and what the rule computes from them, for one step.
+
+    ``values`` maps names to Python floats (constants) or real JAX scalars (arrays,
+    schedules' values). Returns them with, where they apply, ``one_minus_decay``
+    (1 - ρ), ``log_decay`` (log ρ, for the bias correction) and ``lr_weight_decay``
+    (ηλ): Python floats, computed in float64, where their inputs are; arrays otherwise.
+    """
+    h = dict(values)
+    rho = h["decay"]
+    if isinstance(rho, float):
+        c = 1.0 - rho  # float64, so that c has the decay's own precision
+        h["one_minus_decay"] = c
+        h["log_decay"] = math.log1p(-c) if c < 1 else -math.inf
+    else:
+        c = 1 - rho  # float32 arithmetic on a float32 decay, as optax
+        h["one_minus_decay"] = c
+        h["log_decay"] = jnp.log1p(-c)
+    if "learning_rate" in h and "weight_decay" in h:
+        h["lr_weight_decay"] = h["learning_rate"] * h["weight_decay"]  # float64 for numbers
+    return h
+
+
+def leaky_average(old: jax.Array, new: jax.Array, h: Mapping[str, Any]) -> jax.Array:
+    """(1 - ρ)·new + ρ·old.
+
+    For a constant decay, as ``old + (1 - ρ)(new - old)``, or from the other end as
+    ``new + ρ(old - new)`` for ρ < 1/2: one weight, computed in float64 and rounded
+    once, where two separately rounded weights would not sum to 1 (at ρ = 0.9999
+    their float32 sum is 1 - 1.7e-8, a relative bias of 1.7e-4 in the average's
+    fixed point); from the nearer end, so that the rounding is relative to the result
+    (ρ = 0 gives ``new``, ρ = 1 ``old``, exactly). For an array decay, optax's form.
+    """
+    c, rho = h["one_minus_decay"], h["decay"]
+    if isinstance(c, float):
+        return old + c * (new - old) if c <= 0.5 else new + rho * (old - new)
+    return c * new + rho * old
+
+
+def bias_correction(t: jax.Array, dtype: Any, h: Mapping[str, Any]) -> jax.Array:
+    """1 - ρᵗ, as -expm1(t log ρ) with log ρ = log1p(-(1 - ρ)): no cancellation for ρ
+    near 1 (1 - ρ¹ from a float32 ρ keeps ρ's rounding error, relatively magnified)."""
+    return -jnp.expm1(t.astype(dtype) * h["log_decay"])
