@@ -29,7 +29,7 @@ def _nbytes(x: Any) -> int:
 def state_size(tx: optax.GradientTransformation, params: Any) -> StateSize:
     """The size of ``tx.init(params)``, from shapes only (``jax.eval_shape``).
 
-    ``params`` may hold arrays or ``jax.ShapeDtypeStruct``s; nothing is allocated.
+    ``params`` may hold arrays or ``jax.ShapeDtypeStruct`` objects; nothing is allocated.
     Scalars of the state (the step count) are included.
 
     Examples:

@@ -1,0 +1,114 @@
+"""Sphinx configuration of the optax_rmsprop documentation.
+
+Build: ``sphinx-build -W --keep-going docs docs/_build/html`` (``tests/test_docs.py`` runs
+it). Everything a page shows that a program computes is computed here, at build time, and
+nothing of it is committed:
+
+- the tour (``python -m optax_rmsprop --out ...``) runs once, before the pages are read; its
+  printed output and plots land in ``docs/_build/generated/tour/``;
+- the notebooks of ``colab/`` are copied into ``docs/notebooks/`` and executed by myst-nb in
+  their small mode (``OPTAX_RMSPROP_FAST=1``), as ``tests/test_notebooks.py`` runs them;
+- the guides' ``{code-cell}`` blocks execute the same way (each guide is a MyST notebook), so
+  a snippet that raises, or an ``assert`` in one that fails, fails the build.
+
+Execution is forced on every read (``nb_execution_mode = "force"``): a cache keyed on the
+notebook's text would keep outputs computed by an older version of the library. For quick
+local rebuilds pass ``-D nb_execution_mode=cache`` (or ``off``).
+
+Maths renders with the MathJax 3 copy that the ``sphinx-mathjax-offline`` package ships: the
+site loads no script from the network.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import sys
+
+DOCS = pathlib.Path(__file__).resolve().parent
+ROOT = DOCS.parent
+GENERATED = DOCS / "_build" / "generated"  # build-time outputs that pages include
+
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(DOCS / "_ext"))
+
+import optax_rmsprop  # noqa: E402
+
+# The kernels that execute the notebooks inherit this environment.
+os.environ["OPTAX_RMSPROP_FAST"] = "1"
+os.environ["OPTAX_RMSPROP_OUTPUT"] = str(GENERATED / "notebook_files")
+os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
+)
+# ipykernel's kernelspec starts `python`: let that be this interpreter.
+os.environ["PATH"] = os.pathsep.join([str(pathlib.Path(sys.executable).parent), os.environ["PATH"]])
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+project = "optax_rmsprop"
+author = "optax_rmsprop authors"
+copyright = "the optax_rmsprop authors"  # noqa: A001
+release = version = optax_rmsprop.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx_copybutton",
+    "myst_nb",  # Markdown (MyST) pages, notebooks, and executed {code-cell}s
+    "optax_rmsprop_docs",  # docs/_ext: runs the tour, copies the notebooks
+]
+
+source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
+exclude_patterns = ["_build", "_ext", "**.ipynb_checkpoints", "README.md"]
+root_doc = "index"
+
+# Every cross-reference must resolve. Names of other packages cannot without their
+# inventories, which are not available offline: those (and Python's own) are ignored
+# by pattern; a broken reference to one of ours still fails the build.
+nitpicky = True
+nitpick_ignore_regex = [
+    (r"py:.*", r"(optax|jax|jnp|np|numpy|jaxlib|flax|torch|keras)(\..*)?"),
+    (r"py:.*", r"(typing|collections\.abc)\..*"),
+    (
+        r"py:class",
+        r"(Any|Callable|NamedTuple|Sequence|int|float|bool|str|bytes|tuple|list|dict|"
+        r"None|object|type|complex|Mesh|NamedSharding|PartitionSpec|AxisType|MaskOrFn)",
+    ),
+    (r"py:class", r"(PyTree|ArrayLike|ScalarOrSchedule|Updates|Params|DTypeLike)"),
+]
+
+# autodoc + napoleon: the docstrings are Google style.
+autodoc_member_order = "bysource"
+autodoc_typehints = "signature"
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+
+# MyST and myst-nb.
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
+myst_heading_anchors = 3
+nb_execution_mode = "force"
+nb_execution_timeout = 600  # per cell; the notebooks in fast mode take seconds per cell
+# A cell that raises is a warning naming the page, with its traceback in the log; -W makes it
+# an error, and --keep-going reports every failing page of one build.
+nb_execution_raise_on_error = False
+nb_execution_allow_errors = False
+nb_execution_show_tb = True
+nb_execution_in_temp = False  # run from the notebook's folder, as in colab/
+nb_merge_streams = True
+nb_mime_priority_overrides = [("html", "image/gif", 15)]  # the animation notebook's GIFs
+
+html_theme = "furo"
+html_title = f"optax_rmsprop {release}"
+# MathJax 3 as the sphinx-mathjax-offline package ships it, copied into _static/mathjax. (Its
+# own extension does the same but does not declare itself safe for parallel reads.)
+_MATHJAX = importlib.util.find_spec("sphinx-mathjax-offline")
+if _MATHJAX is None or _MATHJAX.origin is None:
+    raise ImportError("the docs need sphinx-mathjax-offline: pip install -e '.[docs]'")
+html_static_path = [str(pathlib.Path(_MATHJAX.origin).parent / "static")]
+mathjax_path = "mathjax/tex-chtml.js"
+html_last_updated_fmt = None
+copybutton_prompt_text = r">>> |\.\.\. |\$ "
+copybutton_prompt_is_regexp = True
