@@ -242,8 +242,8 @@ def _buffer_leaves(tree: Any, n: int, what: str) -> tuple[list[Any], Any]:
     for leaf in leaves:
         if isinstance(leaf, quantize.QuantizedArray):
             raise ValueError(
-                "tx keeps nu in 8-bit blocks (nu_dtype='int8'): convert into a float nu and "
-                "requantize by training, or pass a tx with a float nu_dtype."
+                "tx keeps nu in 8-bit blocks (nu_dtype='int8'), which the frameworks do not "
+                "have: convert with a float nu_dtype (the default)."
             )
     return leaves, treedef
 
