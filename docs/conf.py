@@ -1,8 +1,8 @@
 """Sphinx configuration of the optax_rmsprop documentation.
 
-Build: ``sphinx-build -W --keep-going docs docs/_build/html`` (``tests/test_docs.py`` runs
-it). Everything a page shows that a program computes is computed here, at build time, and
-nothing of it is committed:
+Build: ``sphinx-build -W --keep-going -j auto docs docs/_build/html`` (``tests/test_docs.py``
+runs it, with ``-E``). Everything a page shows that a program computes is computed here, at
+build time, and nothing of it is committed:
 
 - the tour (``python -m optax_rmsprop --out ...``) runs once, before the pages are read; its
   printed output and plots land in ``docs/_build/generated/tour/``;
@@ -39,12 +39,9 @@ import optax_rmsprop  # noqa: E402
 os.environ["OPTAX_RMSPROP_FAST"] = "1"
 os.environ["OPTAX_RMSPROP_OUTPUT"] = str(GENERATED / "notebook_files")
 os.environ.setdefault("KERAS_BACKEND", "jax")
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
-)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 # ipykernel's kernelspec starts `python`: let that be this interpreter.
 os.environ["PATH"] = os.pathsep.join([str(pathlib.Path(sys.executable).parent), os.environ["PATH"]])
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 project = "optax_rmsprop"
 author = "optax_rmsprop authors"
@@ -82,6 +79,19 @@ nitpick_ignore_regex = [
 # autodoc + napoleon: the docstrings are Google style.
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
+# Show the aliases by name: expanded, optax.ScalarOrSchedule fills lines of every signature.
+autodoc_type_aliases = {
+    name: name
+    for name in (
+        "optax.ScalarOrSchedule",
+        "optax.Updates",
+        "optax.Params",
+        "optax.Schedule",
+        "jax.typing.ArrayLike",
+        "jax.typing.DTypeLike",
+        "MaskOrFn",
+    )
+}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
@@ -109,6 +119,11 @@ if _MATHJAX is None or _MATHJAX.origin is None:
     raise ImportError("the docs need sphinx-mathjax-offline: pip install -e '.[docs]'")
 html_static_path = [str(pathlib.Path(_MATHJAX.origin).parent / "static")]
 mathjax_path = "mathjax/tex-chtml.js"
+# textmacros: \_ and friends inside \text{}, as LaTeX takes them (the docstrings use them).
+mathjax3_config = {
+    "loader": {"load": ["[tex]/textmacros"]},
+    "tex": {"packages": {"[+]": ["textmacros"]}},
+}
 html_last_updated_fmt = None
 copybutton_prompt_text = r">>> |\.\.\. |\$ "
 copybutton_prompt_is_regexp = True

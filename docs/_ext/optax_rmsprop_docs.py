@@ -8,6 +8,9 @@
 - each ``colab/*.ipynb`` is copied to ``docs/notebooks/`` (git ignores the copies), with its
   Colab badge, an image from the network, turned into a plain link. myst-nb executes the
   copies when it reads them.
+
+It also writes the type aliases of signatures as the source does (see
+``on_process_signature``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ DOCS = pathlib.Path(__file__).resolve().parents[1]
 ROOT = DOCS.parent
 TOUR = DOCS / "_build" / "generated" / "tour"
 NOTEBOOKS = DOCS / "notebooks"
+ALIAS_REF = re.compile(r"TypeAliasForwardRef\('([^']*)'\)")
 BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\(([^)]*)\)")
 
 
@@ -48,8 +52,8 @@ def run_tour() -> None:
     )
     if done.returncode != 0:
         raise ExtensionError(f"the tour failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    # The plots line names this machine's build folder; the page shows the plots instead.
-    text = "".join(line for line in done.stdout.splitlines(True) if not line.startswith("plots:"))
+    # The paths of the plots, relative to the checkout rather than this machine's.
+    text = done.stdout.replace(str(TOUR), str(TOUR.relative_to(ROOT)))
     (TOUR / "output.txt").write_text(text)
     logger.info("[optax_rmsprop] tour ran in %.1f s", time.perf_counter() - start)
 
@@ -77,6 +81,16 @@ def on_builder_inited(app: Sphinx) -> None:
     copy_notebooks()
 
 
+def on_process_signature(app, what, name, obj, options, signature, return_annotation):
+    """``optax.ScalarOrSchedule | None`` as written: Sphinx 9 shows an alias (conf.py's
+    ``autodoc_type_aliases``) inside a union as ``TypeAliasForwardRef('...')``."""
+    if signature is None:
+        return None
+    fix = lambda text: text and ALIAS_REF.sub(r"\1", text)  # noqa: E731
+    return fix(signature), fix(return_annotation)
+
+
 def setup(app: Sphinx) -> dict:
     app.connect("builder-inited", on_builder_inited)
+    app.connect("autodoc-process-signature", on_process_signature)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

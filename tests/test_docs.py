@@ -1,0 +1,338 @@
+"""The documentation builds, its code runs, and a browser shows what the pages promise.
+
+One build per test session (the ``site`` fixture) with the README's command plus ``-E``
+(every page read, every notebook and guide executed afresh):
+``sphinx-build -E -W --keep-going -j 2 docs docs/_build/html``. Warnings are errors, broken
+cross-references included (``nitpicky``), and a code cell that raises, or whose ``assert``
+fails, is a warning (``tests/test_docs.py::test_a_failing_cell_fails_the_build`` shows it).
+
+Then Debian's ``chromium`` (headless, no network needed) opens the built pages: the DOM after
+the scripts ran must hold MathJax's output, the signature of ``rmsprop`` and the numbers the
+guides compute, and no error box. Screenshots go to ``docs/_build/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+HTML = DOCS / "_build" / "html"
+SCREENSHOTS = DOCS / "_build" / "screenshots"
+BUILD_TIMEOUT_S = 900
+
+pytest.importorskip("sphinx", reason="the docs extra: pip install -e '.[docs]'")
+
+
+def _sphinx(*args: str, cwd: pathlib.Path = ROOT, timeout: int = BUILD_TIMEOUT_S):
+    return subprocess.run(
+        [sys.executable, "-m", "sphinx", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def site() -> pathlib.Path:
+    """Builds the docs once for this module; fails with Sphinx's warnings if that fails."""
+    done = _sphinx("-E", "-W", "--keep-going", "-j", "2", "docs", str(HTML))
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, (
+        "sphinx-build failed:\n"
+        + "\n".join(
+            line
+            for line in log.splitlines()
+            if "WARNING" in line or "ERROR" in line or "Error" in line
+        )[-20000:]
+    )
+    return HTML
+
+
+def _page(site: pathlib.Path, name: str) -> str:
+    return (site / name).read_text()
+
+
+def _text(markup: str) -> str:
+    """The visible text of an HTML fragment, whitespace collapsed."""
+    markup = re.sub(r"<(script|style)\b.*?</\1>", " ", markup, flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
+
+
+# ---------------------------------------------------------------------------
+# The built HTML.
+
+PAGES = [
+    "index.html",
+    "getting_started.html",
+    "update_rule.html",
+    "api.html",
+    "porting/index.html",
+    "porting/pytorch.html",
+    "porting/keras.html",
+    "porting/tf1.html",
+    "porting/gluon.html",
+    "porting/d2l.html",
+    "light_state.html",
+    "many_devices.html",
+    "benchmarks.html",
+    "notebooks/index.html",
+    *(f"notebooks/{path.stem}.html" for path in sorted((ROOT / "colab").glob("*.ipynb"))),
+]
+
+
+def test_every_page_is_built_without_error_boxes(site):
+    for name in PAGES:
+        page = _page(site, name)
+        assert 'class="system-message"' not in page, name  # docutils' error boxes
+        assert 'class="problematic"' not in page, name  # unresolved inline markup
+        assert "Traceback" not in page, name  # a cell's error output
+        assert "output traceback" not in page, name  # myst-nb's class for error outputs
+
+
+def test_no_page_loads_a_script_from_the_network(site):
+    for page in site.rglob("*.html"):
+        for src in re.findall(r"<script[^>]*\bsrc=\"([^\"]+)\"", page.read_text()):
+            assert not re.match(r"(https?:)?//", src), (page, src)
+    assert (site / "_static" / "mathjax" / "tex-chtml.js").is_file()
+
+
+def test_getting_started_shows_the_tour(site):
+    text = _text(_page(site, "getting_started.html"))
+    assert "epoch 20, x1: -0.010599, x2: 0.000000" in text  # the tour's d2l line
+    assert "presets.tf1(lr)" in text and "train MSE" in text
+    for plot in ("d2l_trace.png", "presets.png", "mlp.png"):
+        assert (site / "_images" / plot).stat().st_size > 10_000, plot
+
+
+def test_api_page_lists_every_public_name(site):
+    import optax_rmsprop
+    from optax_rmsprop import interop, presets, quantize, sharding
+
+    page = _page(site, "api.html")
+    names = [
+        f"optax_rmsprop.{n}"
+        for n in optax_rmsprop.__all__
+        if n not in ("interop", "presets", "quantize", "sharding")
+    ]
+    names += [f"optax_rmsprop.presets.{n}" for n in presets.__all__]
+    names += [f"optax_rmsprop.quantize.{n}" for n in quantize.__all__ if n != "Int8"]
+    names += [f"optax_rmsprop.sharding.{n}" for n in sharding.__all__]
+    names += [f"optax_rmsprop.interop.{n}" for n in interop.__all__]
+    for module in ("presets", "quantize", "sharding", "interop"):
+        names.append(f"module-optax_rmsprop.{module}")
+    for name in names:
+        assert f'id="{name}"' in page, name
+
+
+def test_guides_show_the_numbers_they_computed(site):
+    def number(page, pattern):
+        (value,) = re.findall(pattern, _text(_page(site, page)))
+        return float(value)
+
+    difference = r"max relative difference ([0-9.e+-]+) "
+    assert number("porting/pytorch.html", "RMSprop after 100 steps: " + difference) < 1e-5
+    assert number("porting/keras.html", "RMSprop after 100 steps: " + difference) < 1e-5
+    assert number("porting/gluon.html", "rule after 100 steps: " + difference) < 1e-5
+    assert "epoch 20, x1: -0.010599, x2: 0.000000" in _text(_page(site, "porting/d2l.html"))
+    assert 0.243 <= number("porting/d2l.html", r"median (\d\.\d+)") <= 0.246
+    assert number("update_rule.html", r"/ max \|adam\| = ([0-9.e+-]+)") < 1e-5
+
+
+def test_notebooks_are_rendered_with_their_outputs(site):
+    page = _page(site, "notebooks/d2l_rmsprop.html")
+    assert "from scratch (float64): epoch 20, x1: -0.010599, x2: 0.000000" in _text(page)
+    assert len(re.findall(r"<img[^>]+src=\"[^\"]*\.png\"", page)) >= 4  # its figures
+    gifs = re.findall(
+        r"<img[^>]+src=\"([^\"]*\.gif)\"", _page(site, "notebooks/animation_1d_2d.html")
+    )
+    assert len(gifs) == 2, gifs
+    for name in PAGES:
+        if name.startswith("notebooks/") and not name.endswith("index.html"):
+            assert "cell_output" in _page(site, name), name
+
+
+def test_benchmark_plots_are_included(site):
+    page = _page(site, "benchmarks.html")
+    for plot in ("step_time.png", "ratios.png", "bandwidth.png"):
+        assert f"_images/{plot}" in page, plot
+    assert "Step time" in _text(page) and "Light optimizer state" in _text(page)
+
+
+# ---------------------------------------------------------------------------
+# The guides' code can fail the build.
+
+
+def test_a_failing_cell_fails_the_build(tmp_path):
+    """A page like the guides (a MyST notebook) whose assert fails, built with the docs'
+    execution settings and ``-W``: the build fails and names the error."""
+    settings = {
+        name: value
+        for name, value in _conf_values().items()
+        if name.startswith("nb_") or name in ("source_suffix", "nitpicky")
+    }
+    (tmp_path / "conf.py").write_text(
+        'extensions = ["myst_nb"]\n'
+        + "".join(f"{name} = {value!r}\n" for name, value in settings.items())
+    )
+    (tmp_path / "index.md").write_text(
+        textwrap.dedent(
+            """\
+            ---
+            file_format: mystnb
+            kernelspec:
+              name: python3
+              display_name: Python 3
+              language: python
+            ---
+
+            # A guide
+
+            ```{code-cell} ipython3
+            import optax_rmsprop
+            assert optax_rmsprop.rmsprop(0.1) is None, "this guide's claim is wrong"
+            ```
+            """
+        )
+    )
+    done = _sphinx("-W", "--keep-going", "-q", str(tmp_path), str(tmp_path / "_build"), timeout=300)
+    assert done.returncode != 0
+    assert "this guide's claim is wrong" in done.stdout + done.stderr
+
+
+def _conf_values() -> dict:
+    """The settings docs/conf.py defines (runs it as Sphinx would, without building)."""
+    import runpy
+
+    saved = dict(os.environ), list(sys.path)
+    try:
+        return {k: v for k, v in runpy.run_path(str(DOCS / "conf.py")).items() if k.isidentifier()}
+    finally:
+        os.environ.clear()
+        os.environ.update(saved[0])
+        sys.path[:] = saved[1]
+
+
+# ---------------------------------------------------------------------------
+# What a reader sees, in a real browser.
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None and os.environ.get("CI") != "true",
+    reason="no chromium (apt-get install -y chromium); CI requires it",
+)
+
+
+def _chromium(tmp_path: pathlib.Path, *args: str) -> str:
+    assert CHROMIUM, "chromium is not installed: apt-get install -y chromium"
+    done = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            "--virtual-time-budget=10000",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def _dom(tmp_path, page: pathlib.Path) -> str:
+    return _chromium(tmp_path, "--dump-dom", page.as_uri())
+
+
+def _screenshot(tmp_path, page: pathlib.Path, name: str) -> pathlib.Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    out = SCREENSHOTS / f"{name}.png"
+    out.unlink(missing_ok=True)
+    _chromium(tmp_path, f"--screenshot={out}", "--window-size=1280,2000", page.as_uri())
+    assert out.stat().st_size > 20_000, out  # a rendered page, not a blank one
+    return out
+
+
+def _assert_maths_rendered(dom: str, at_least: int) -> None:
+    # MathJax 3 replaces each \( \) or \[ \] with an <mjx-container> (CommonHTML output);
+    # an error in the TeX shows as <mjx-merror>.
+    assert dom.count("<mjx-container") >= at_least, dom.count("<mjx-container")
+    assert "<mjx-merror" not in dom
+    assert not re.search(
+        r"\\\[|\\\(",
+        _text(re.sub(r"<mjx-assistive-mml.*?</mjx-assistive-mml>", "", dom, flags=re.S)),
+    )
+
+
+def _assert_no_error_boxes(dom: str) -> None:
+    assert 'class="system-message"' not in dom
+    assert "Traceback" not in _text(dom)
+
+
+@needs_chromium
+def test_browser_index_page(site, tmp_path):
+    dom = _dom(tmp_path, site / "index.html")
+    _assert_maths_rendered(dom, at_least=1)
+    _assert_no_error_boxes(dom)
+    text = _text(dom)
+    assert "RMSProp for JAX as one optax GradientTransformation" in text
+    assert "sphinx-build -W --keep-going" in text
+    for entry in ("Getting started", "The update rule", "Porting guides", "API reference"):
+        assert entry in text, entry
+    _screenshot(tmp_path, site / "index.html", "index")
+
+
+@needs_chromium
+def test_browser_api_page(site, tmp_path):
+    dom = _dom(tmp_path, site / "api.html")
+    _assert_maths_rendered(dom, at_least=20)  # rmsprop's equations, the presets' formulas
+    _assert_no_error_boxes(dom)
+    text = _text(dom)
+    signature = re.search(r"optax_rmsprop\.rmsprop\((.*?)\)→", text.replace(" ", ""))
+    assert signature, "no signature of rmsprop on the API page"
+    for parameter in (
+        "learning_rate:",
+        "decay:",
+        "=0.9",
+        "eps_in_sqrt:bool=True",
+        "*,",
+        "weight_decay:",
+        "nu_dtype:Any=None",
+    ):
+        assert parameter in signature.group(1), (parameter, signature.group(1))
+    for name in ("optax_rmsprop.presets.torch(", "optax_rmsprop.sharding.state_shardings("):
+        assert name in text.replace(" ", ""), name
+    _screenshot(tmp_path, site / "api.html", "api")
+
+
+@needs_chromium
+def test_browser_update_rule_and_a_notebook(site, tmp_path):
+    dom = _dom(tmp_path, site / "update_rule.html")
+    _assert_maths_rendered(dom, at_least=10)
+    _assert_no_error_boxes(dom)
+    _screenshot(tmp_path, site / "update_rule.html", "update_rule")
+    dom = _dom(tmp_path, site / "notebooks" / "d2l_rmsprop.html")
+    _assert_maths_rendered(dom, at_least=2)
+    _assert_no_error_boxes(dom)
+    _screenshot(tmp_path, site / "notebooks" / "d2l_rmsprop.html", "notebook_d2l_rmsprop")
+    _screenshot(tmp_path, site / "getting_started.html", "getting_started")
+    _screenshot(tmp_path, site / "porting" / "pytorch.html", "porting_pytorch")
