@@ -90,7 +90,7 @@ def machine_info() -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - not every backend implements it
         stats = {}
     return {
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_model": _cpu_model(),

@@ -20,9 +20,9 @@ AIRFOIL_URL = "http://d2l-data.s3-accelerate.amazonaws.com/airfoil_self_noise.da
 _DEFAULT = pathlib.Path(__file__).resolve().parents[2] / "shared/data/airfoil_self_noise.dat"
 
 
-def find_airfoil(path: str | os.PathLike | None = None) -> pathlib.Path:
+def find_airfoil(path: str | os.PathLike[str] | None = None) -> pathlib.Path:
     """The data file: ``path``, else ``$OPTAX_RMSPROP_AIRFOIL``, else ``../shared/data``."""
-    path = pathlib.Path(path or os.environ.get("OPTAX_RMSPROP_AIRFOIL", _DEFAULT))
+    path = pathlib.Path(path or os.environ.get("OPTAX_RMSPROP_AIRFOIL") or _DEFAULT)
     if not path.exists():
         raise FileNotFoundError(
             f"airfoil data not found at {path}; pass its path or set OPTAX_RMSPROP_AIRFOIL "
@@ -35,7 +35,7 @@ def find_airfoil(path: str | os.PathLike | None = None) -> pathlib.Path:
 
 
 def load_airfoil(
-    path: str | os.PathLike | None = None, n: int = 1500
+    path: str | os.PathLike[str] | None = None, n: int = 1500
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features ``(n, 5)`` and target ``(n,)`` as d2l's ``get_data_ch11`` makes them.
 

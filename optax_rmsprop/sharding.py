@@ -39,8 +39,8 @@ def _param_spec(param: Any, mesh: Mesh) -> tuple[Any, ...]:
                 f"a parameter is sharded over the mesh axis {name!r}, which the mesh "
                 f"{mesh.axis_names} lacks."
             )
-    spec = tuple(entry if _entries(entry) else None for entry in spec)
-    return spec + (None,) * (jnp.ndim(param) - len(spec))
+    entries = tuple(entry if _entries(entry) else None for entry in spec)
+    return entries + (None,) * (jnp.ndim(param) - len(entries))
 
 
 def _split_over(spec: tuple[Any, ...], shape: tuple[int, ...], axes: tuple[str, ...], size: int):
@@ -92,7 +92,7 @@ def state_shardings(
       >>> import jax, jax.numpy as jnp
       >>> import optax_rmsprop
       >>> from optax_rmsprop.sharding import state_shardings
-      >>> mesh = jax.make_mesh((1,), ("data",))
+      >>> mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
       >>> params = {"w": jnp.zeros((8, 4)), "b": jnp.zeros(3)}
       >>> tx = optax_rmsprop.rmsprop(0.01, momentum=0.9)
       >>> shardings = state_shardings(tx, params, mesh, axis="data")

@@ -5,9 +5,12 @@ import importlib.util
 import inspect
 import io
 import os
+import pathlib
+import re
 import struct
 import subprocess
 import sys
+import tomllib
 import zlib
 
 import jax.numpy as jnp
@@ -30,6 +33,7 @@ PRESET_CALLS = (
     "optax.rmsprop(",
 )
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _preset_rows(text):
@@ -82,11 +86,18 @@ def _check_tour(text, out):
     assert sorted(mlp) == list(tour.MLP_REPORT)
     assert mlp[tour.MLP_STEPS][1] < mlp[0][1] / 10  # the test MSE falls tenfold
 
-    if HAVE_MATPLOTLIB:
-        for name in tour.PLOTS:
-            _check_png(out / name)
+    lines = text.splitlines()
+    assert lines[-1 - (len(tour.PLOTS) + 1) * HAVE_MATPLOTLIB].startswith("done in ")
+    if HAVE_MATPLOTLIB:  # the closing lines say where the plots are
+        assert lines[-len(tour.PLOTS) - 1] == "the plots are these PNG files:"
+        shown = [pathlib.Path(line.strip()) for line in lines[-len(tour.PLOTS) :]]
+        assert shown == [(out / name).resolve() for name in tour.PLOTS]
+        for path in shown:
+            assert path.is_absolute()
+            _check_png(path)
     else:
         assert "matplotlib is not installed" in text
+        assert not out.exists()
 
 
 def test_tour_in_process(tmp_path):
@@ -109,6 +120,7 @@ def test_python_m_optax_rmsprop(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     _check_tour(result.stdout, tmp_path / "plots")
+    assert "\r" not in result.stderr  # no progress bar redrawn into a pipe
 
 
 def test_the_table_states_each_presets_eps_and_v0():
@@ -160,12 +172,49 @@ def test_without_matplotlib_the_plots_are_skipped(tmp_path, monkeypatch, capsys)
     assert capsys.readouterr().out.count("\n") == 1  # a one-line message
 
 
-def test_without_tqdm_a_counter_shows_progress(monkeypatch):
-    monkeypatch.setitem(sys.modules, "tqdm", None)
-    bar = tour._progress(3, "steps")
-    assert isinstance(bar, tour._Counter)
-    bar.file = io.StringIO()
-    for _ in range(3):
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _run_bar(file, total=3):
+    bar = tour._progress(total, "steps", file=file)
+    for _ in range(total):
         bar.update()
     bar.close()
-    assert "steps: 3/3" in bar.file.getvalue()
+    return bar
+
+
+def test_with_tqdm_a_terminal_shows_a_bar():
+    tqdm = pytest.importorskip("tqdm")
+    terminal = _Terminal()
+    bar = _run_bar(terminal)
+    assert isinstance(bar, tqdm.tqdm) and bar.n == 3
+    assert re.search(r"steps: +0%.*\| 0/3 ", terminal.getvalue()), terminal.getvalue()
+
+
+def test_with_tqdm_a_pipe_gets_no_bar():
+    pytest.importorskip("tqdm")
+    pipe = io.StringIO()  # not a terminal
+    _run_bar(pipe)
+    assert pipe.getvalue() == ""
+
+
+def test_without_tqdm_no_bar(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import now fails
+    terminal = _Terminal()
+    bar = _run_bar(terminal, total=1000)
+    assert isinstance(bar, tour._NoBar)
+    assert terminal.getvalue() == ""
+    assert capsys.readouterr() == ("", "")
+
+
+def test_the_readme_first_command_installs_the_demo_extra():
+    """The tour's plots and bar need matplotlib and tqdm: the first command installs them."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    first = readme.split("```bash\n", 1)[1].splitlines()[0]
+    assert first == 'pip install -e ".[demo]" && python -m optax_rmsprop'
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        extras = tomllib.load(f)["project"]["optional-dependencies"]
+    names = {re.match(r"[A-Za-z0-9_.-]+", r).group().lower() for r in extras["demo"]}
+    assert {"matplotlib", "tqdm"} <= names
