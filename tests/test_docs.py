@@ -145,6 +145,8 @@ def test_guides_show_the_numbers_they_computed(site):
     assert number("porting/pytorch.html", "RMSprop after 100 steps: " + difference) < 1e-5
     assert number("porting/keras.html", "RMSprop after 100 steps: " + difference) < 1e-5
     assert number("porting/gluon.html", "rule after 100 steps: " + difference) < 1e-5
+    tf1 = re.findall(r"the TF1 kernel: ([0-9.e+-]+) ", _text(_page(site, "porting/tf1.html")))
+    assert len(tf1) == 2 and max(map(float, tf1)) < 1e-5, tf1
     assert "epoch 20, x1: -0.010599, x2: 0.000000" in _text(_page(site, "porting/d2l.html"))
     assert 0.243 <= number("porting/d2l.html", r"median (\d\.\d+)") <= 0.246
     assert number("update_rule.html", r"/ max \|adam\| = ([0-9.e+-]+)") < 1e-5
