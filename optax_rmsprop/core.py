@@ -4,7 +4,6 @@ Everything else in the package (presets, demos) builds on this module; this
 module imports nothing from the rest of the package.
 """
 
-from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
@@ -642,9 +641,9 @@ def scale_by_rms(
     eps: optax.ScalarOrSchedule = 1e-8,
     initial_scale: jax.typing.ArrayLike = 0.0,
     eps_in_sqrt: bool = True,
-    centered: bool = False,
     bias_correction: bool = False,
     *,
+    centered: bool = False,
     maximize: bool = False,
     split_complex: bool = False,
     nu_dtype: Any = None,
@@ -656,7 +655,8 @@ def scale_by_rms(
     :math:`s_t = g_t / \sqrt{\hat v_t + \varepsilon}` (or
     :math:`g_t / (\sqrt{\hat v_t} + \varepsilon)`), without the step size or the
     sign, like :func:`optax.scale_by_rms` (and :func:`optax.scale_by_stddev` with
-    ``centered=True``). Chain it with :func:`optax.scale_by_learning_rate`.
+    ``centered=True``), whose five positional arguments it keeps, in their order.
+    Chain it with :func:`optax.scale_by_learning_rate`.
 
     Args: as :func:`rmsprop`.
 

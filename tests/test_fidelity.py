@@ -56,7 +56,9 @@ def problem(seeds=SEEDS, n=64, d=16):
     rng = np.random.default_rng(0)
     a = rng.normal(size=(seeds, n, d)) * np.exp(rng.normal(size=(seeds, 1, d)))
     b = rng.normal(size=(seeds, n))
-    minimum = np.stack([np.linalg.lstsq(a_, b_, rcond=None)[0] for a_, b_ in zip(a, b)])
+    minimum = np.stack(
+        [np.linalg.lstsq(a_, b_, rcond=None)[0] for a_, b_ in zip(a, b, strict=True)]
+    )
     x0 = minimum + rng.choice([-1, 1], size=(seeds, d)) * rng.uniform(3, 5, size=(seeds, d))
     return a, b, x0
 
@@ -99,9 +101,10 @@ def oracle(
     lam = weight_decay or 0.0
     path = [x]
     for t in range(1, STEPS + 1):
-        g = gradient(a, b, x)  # what the optimizer is given: ∇loss, or ∇(−loss) to maximize
+        g = gradient(a, b, x)  # the optimizer is given ∇loss, or ∇(−loss) to maximize
         if maximize:
-            g = -(-g)  # doc line 1: g ← −g, of the given ∇(−loss) = −g
+            given = -g
+            g = -given  # doc line 1: g ← −g
         if lam and not decoupled_weight_decay:
             g = g + lam * x  # doc line 2: coupled weight decay
         v = (1 - decay) * g**2 + decay * v  # doc line 3

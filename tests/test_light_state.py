@@ -556,27 +556,38 @@ def test_every_shape_the_default_quantizes_costs_at_most_1_02_bytes_per_value():
 F32_BIG = np.finfo(np.float32).max * (1 - 4 * np.finfo(np.float32).eps)  # |g|² saturates
 
 
+def np_leaky(old, new, rho):
+    """(1 − ρ)·new + ρ·old in float32 as optax_rmsprop.hyperparameters.leaky_average
+    documents it: one weight, 1 − ρ taken in float64 and rounded once, from the nearer end."""
+    f32 = np.float32
+    if 1 - rho <= 0.5:
+        return old + f32(1 - rho) * (new - old)
+    return new + f32(rho) * (old - new)
+
+
 def np_step(g, codes, m, config, lr, rho, eps, p=None, weight_decay=0.0):
     """d2l / optax's rule in float32 on the dequantized v, then v quantized again:
     v ← ρv + (1 − ρ)·min(g², big); u = −η g / √(v + ε) (REFERENCE.md, optax row), with
     the unquantized new v and g + λθ for coupled weight decay.
 
     The new scales: rounded to nearest (or with coupled weight decay), the blocks' maxima
-    of the new v. Rounded stochastically, the same update applied to the blocks' maxima:
-    (1 − ρ)·min(G², big) + ρ·(the largest old code's value), G = max |g|.
-    Returns u, the new v, its codes and scales."""
+    of the new v. Rounded stochastically, the same update applied to the blocks' maxima,
+    (1 − ρ)·min(G², big) + ρ·(the largest old code's value), G = max |g|, times
+    1 + 2⁻²⁰ (core._requantize: a margin for the roundings). Returns u, the new v, its
+    codes and scales."""
     f32 = np.float32
     bs = config.block_size
     old_v = np_dequantize(codes, m, config)
     g_eff = g if p is None else g + f32(weight_decay) * p
-    v = f32(1 - rho) * np.minimum(g_eff * g_eff, F32_BIG) + f32(rho) * old_v
+    v = np_leaky(old_v, np.minimum(g_eff * g_eff, F32_BIG), rho)
     u = -f32(lr) * g_eff / np.sqrt(v + f32(eps))
     if config.rounding == "nearest" or p is not None:
         scales = None
     else:
         g_max = np.abs(np_blocks(g, bs)).max(axis=-1)
         old_max = (CODE_TABLE[np_blocks(codes, bs).max(axis=-1)] * m).astype(f32)
-        scales = f32(1 - rho) * np.minimum(g_max * g_max, F32_BIG) + f32(rho) * old_max
+        scales = np_leaky(old_max, np.minimum(g_max * g_max, F32_BIG), rho)
+        scales = scales * f32(1 + 2.0**-20)
     new_codes, _, scales = np_quantize_blocks(np_blocks(v, bs), scales)
     return u, v, np_unblock(new_codes.astype(np.uint8), v.shape, bs), scales
 
@@ -881,9 +892,12 @@ def test_int8_state_under_inject_hyperparams():
     state1.hyperparams["learning_rate"] = jnp.asarray(0.003, jnp.float32)
     updates, state2 = update(grads, state1, params)
     assert state_types(state2) == state_types(state1) == state_types(state)
-    # The same two steps without injection, the learning rate changed in between.
+    # The same two steps without injection, the learning rate changed in between. The
+    # decay as the float32 array injection makes of it: a number's 1 - decay is taken in
+    # float64, an array's in float32 (hyperparameters.derive), 2e-7 apart at 0.9.
+    decay = jnp.asarray(0.9, jnp.float32)
     direct = [
-        optax_rmsprop.rmsprop(lr, centered=True, momentum=0.9, nu_dtype=SMALL_INT8)
+        optax_rmsprop.rmsprop(lr, decay, centered=True, momentum=0.9, nu_dtype=SMALL_INT8)
         for lr in (0.01, 0.003)
     ]
     _, state = direct[0].update(grads, direct[0].init(params), params)
