@@ -746,7 +746,12 @@ def rmsprop(
       \end{align*}
 
     The arithmetic runs in at least float32 and the update is cast back to the
-    gradient's dtype. Unlike every framework, the centered variance is clamped at
+    gradient's dtype. For hyperparameters given as Python numbers, :math:`1 - \rho`,
+    :math:`\log\rho` and :math:`\eta\lambda` are computed in float64 and rounded once;
+    the leaky averages use the one weight :math:`1 - \rho` (their weights sum to 1
+    exactly) and the bias correction is :math:`-\mathrm{expm1}(t \log\rho)`, which
+    does not cancel for :math:`\rho` near 1. Arrays and schedules' values are used in
+    their own dtype, as optax does. Unlike every framework, the centered variance is clamped at
     zero, so rounding cannot make it negative and the step NaN.
 
     Finite gradients keep the state finite, and the update too wherever its exact
