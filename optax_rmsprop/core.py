@@ -4,7 +4,6 @@ Everything else in the package (presets, demos) builds on this module; this
 module imports nothing from the rest of the package.
 """
 
-
 import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
