@@ -27,7 +27,7 @@ class RMSPropState(NamedTuple):
     Buffers of features that are off are ``None`` (an empty pytree).
     """
 
-    count: jax.Array  # int32 number of steps taken, saturating at 2**31 - 1
+    count: jax.Array  # type: ignore[assignment]  # int32 steps taken, saturating at 2**31 - 1
     nu: optax.Updates  # leaky average of |g|^2 (a QuantizedArray per leaf for int8)
     mu: optax.Updates | None  # leaky average of g (``centered=True``)
     momentum: optax.Updates | None  # momentum buffer (``momentum`` not None)

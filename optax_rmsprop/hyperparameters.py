@@ -63,9 +63,10 @@ def check(name: str, value: Any) -> None:
             f"{name} must be a real number, a scalar array or a schedule (a callable "
             f"of the step count); got {value!r} of type {type(value).__name__}."
         )
+    untyped: Any = value  # a number or an array: jnp.ndim takes either
     if is_tracer(value):
-        if jnp.ndim(value) != 0:
-            raise ValueError(f"{name} must be a scalar; got shape {jnp.shape(value)}.")
+        if jnp.ndim(untyped) != 0:
+            raise ValueError(f"{name} must be a scalar; got shape {jnp.shape(untyped)}.")
         return  # values of tracers are unknown here
     array = np.asarray(value)
     if array.ndim != 0:
@@ -87,7 +88,7 @@ def is_concrete_zero(value: Any) -> bool:
         not callable(value)
         and not is_tracer(value)
         and not isinstance(value, bool)
-        and np.ndim(value) == 0
+        and jnp.ndim(untyped) == 0
         and float(np.asarray(value).real) == 0.0
     )
 
@@ -111,9 +112,10 @@ def schedule_value(name: str, value: Any) -> Any:
             f"the schedule for {name} must return a real scalar; got {value!r} of type "
             f"{type(value).__name__}."
         )
-    if jnp.ndim(value) != 0:
+    untyped: Any = value  # a number or an array: jnp.ndim takes either
+    if jnp.ndim(untyped) != 0:
         raise ValueError(
-            f"the schedule for {name} must return a scalar; got shape {jnp.shape(value)}."
+            f"the schedule for {name} must return a scalar; got shape {jnp.shape(untyped)}."
         )
     return value
 
