@@ -88,7 +88,7 @@ def is_concrete_zero(value: Any) -> bool:
         not callable(value)
         and not is_tracer(value)
         and not isinstance(value, bool)
-        and jnp.ndim(untyped) == 0
+        and np.ndim(value) == 0
         and float(np.asarray(value).real) == 0.0
     )
 
