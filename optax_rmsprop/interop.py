@@ -129,7 +129,8 @@ def _resolve_leaf_map(
                 f"leaf_map must have the structure of params, with a Leaf, an index or a "
                 f"path at each leaf: {error}"
             ) from None
-    out, used = [], {}
+    out: list[Any] = []
+    used: dict[Any, str] = {}
     for path, spec in zip(paths, specs, strict=True):
         if isinstance(spec, tuple) and len(spec) == 2 and not isinstance(spec, Leaf):
             spec = Leaf(*spec)
@@ -318,10 +319,9 @@ def _fill(tx: Any, params: Any, paths: list[str], slots: list[_Slot], names: dic
                     )
             return jax.tree.unflatten(treedef, leaves)
 
-        count = counts.pop() if counts else 0
-        count = jnp.asarray(min(count, 2**31 - 1), jnp.int32)
+        steps = counts.pop() if counts else 0
         filled[k] = RMSPropState(
-            count=count,
+            count=jnp.asarray(min(steps, 2**31 - 1), jnp.int32),
             nu=fill(s.nu, "nu"),
             mu=fill(s.mu, "mu"),
             momentum=fill(s.momentum, "momentum"),
@@ -333,15 +333,16 @@ def _fill(tx: Any, params: Any, paths: list[str], slots: list[_Slot], names: dic
                 "state would be dropped."
             )
     leaves, treedef = jax.tree.flatten(initial, is_leaf=_is_rms_state)
-    k = iter(range(len(states)))
-    leaves = [filled[next(k)] if isinstance(x, RMSPropState) else x for x in leaves]
+    order = iter(range(len(states)))
+    leaves = [filled[next(order)] if isinstance(x, RMSPropState) else x for x in leaves]
     return jax.tree.unflatten(treedef, leaves)
 
 
 def _read(state: Any, tx: Any, params: Any, paths: list[str]) -> list[dict]:
     """Per leaf: the count and the buffers (NumPy, JAX layout, None where off) of ``state``."""
     n = len(paths)
-    if jax.tree.structure(state) != jax.tree.structure(jax.eval_shape(tx.init, params)):
+    expected: Any = jax.tree.structure(jax.eval_shape(tx.init, params))
+    if jax.tree.structure(state) != expected:
         raise ValueError(
             "state does not have the structure of tx.init(params): it was made by another "
             "transformation or for other params."
@@ -355,13 +356,14 @@ def _read(state: Any, tx: Any, params: Any, paths: list[str]) -> list[dict]:
         for j in held:
             if out[j] is not None:
                 raise ValueError(f"params{paths[j]} has buffers in two RMSPropStates of the state.")
-            out[j] = {"count": int(s.count)}
+            read: dict[str, Any] = {"count": int(s.count)}
             for field, leaves in buffers.items():
-                out[j][field] = None if leaves is None else _host(leaves[j])
+                read[field] = None if leaves is None else _host(leaves[j])
+            out[j] = read
     for j in range(n):
         if out[j] is None:
             raise ValueError(f"params{paths[j]} has no RMSPropState in the state.")
-    return out
+    return [x for x in out if x is not None]
 
 
 def _record(tx: Any, **record: Any) -> None:
@@ -681,7 +683,8 @@ def to_torch(
         mapping = _resolve_leaf_map(leaf_map, treedef, paths, indices)
     read = _read(state, tx, params, paths)
 
-    out_state, group_counts = {}, {}
+    out_state: dict[int, Any] = {}
+    group_counts: dict[Any, Any] = {}
     for path, leaf, (position, axes), buffers in zip(paths, leaves, mapping, read, strict=True):
         index = indices[position]
         g = index_group[index]
