@@ -96,8 +96,8 @@ def state_shardings(
       >>> params = {"w": jnp.zeros((8, 4)), "b": jnp.zeros(3)}
       >>> tx = optax_rmsprop.rmsprop(0.01, momentum=0.9)
       >>> shardings = state_shardings(tx, params, mesh, axis="data")
-      >>> shardings.nu["w"].spec, shardings.momentum["b"].spec, shardings.count.spec
-      (P('data', None), P('data',), P())
+      >>> [tuple(s.spec) for s in (shardings.nu["w"], shardings.momentum["b"], shardings.count)]
+      [('data', None), ('data',), ()]
     """
     axes = (axis,) if isinstance(axis, str) else tuple(axis or ())
     size = math.prod(mesh.shape[name] for name in axes)
