@@ -73,7 +73,7 @@ nitpick_ignore_regex = [
         r"(Any|Callable|NamedTuple|Sequence|int|float|bool|str|bytes|tuple|list|dict|"
         r"None|object|type|complex|Mesh|NamedSharding|PartitionSpec|AxisType|MaskOrFn)",
     ),
-    (r"py:class", r"(PyTree|ArrayLike|ScalarOrSchedule|Updates|Params|DTypeLike)"),
+    (r"py:class", r"(PyTree|ArrayTree|ArrayLike|ScalarOrSchedule|Updates|Params|DTypeLike)"),
 ]
 
 # autodoc + napoleon: the docstrings are Google style.
