@@ -128,20 +128,16 @@ def derive(values: Mapping[str, Any]) -> dict[str, Any]:
     """The hyperparameters and what the rule computes from them, for one step.
 
     ``values`` maps names to Python floats (constants) or real JAX scalars (arrays,
-    schedules' values). Returns them with, where they apply, ``one_minus_decay``
-    (1 - ρ), ``log_decay`` (log ρ, for the bias correction) and ``lr_weight_decay``
-    (ηλ): Python floats, computed in float64, where their inputs are; arrays otherwise.
+    schedules' values). Returns them with ``one_minus_decay`` (1 - ρ) and, where it
+    applies, ``lr_weight_decay`` (ηλ): Python floats, computed in float64, where their
+    inputs are; arrays otherwise. (log ρ, for the bias correction, is taken there.)
     """
     h = dict(values)
     rho = h["decay"]
     if isinstance(rho, float):
-        c = 1.0 - rho  # float64, so that c has the decay's own precision
-        h["one_minus_decay"] = c
-        h["log_decay"] = math.log1p(-c) if c < 1 else -math.inf
+        h["one_minus_decay"] = 1.0 - rho  # float64: the decay's own precision
     else:
-        c = 1 - rho  # float32 arithmetic on a float32 decay, as optax
-        h["one_minus_decay"] = c
-        h["log_decay"] = jnp.log1p(-c)
+        h["one_minus_decay"] = 1 - rho  # float32 arithmetic on a float32 decay, as optax
     if "learning_rate" in h and "weight_decay" in h:
         h["lr_weight_decay"] = h["learning_rate"] * h["weight_decay"]  # float64 for numbers
     return h
@@ -166,4 +162,9 @@ def leaky_average(old: jax.Array, new: jax.Array, h: Mapping[str, Any]) -> jax.A
 def bias_correction(t: jax.Array, dtype: Any, h: Mapping[str, Any]) -> jax.Array:
     """1 - ρᵗ, as -expm1(t log ρ) with log ρ = log1p(-(1 - ρ)): no cancellation for ρ
     near 1 (1 - ρ¹ from a float32 ρ keeps ρ's rounding error, relatively magnified)."""
-    return -jnp.expm1(t.astype(dtype) * h["log_decay"])
+    c = h["one_minus_decay"]
+    if isinstance(c, float):  # log ρ in float64 on the host
+        log_decay: Any = math.log1p(-c) if c < 1 else -math.inf
+    else:
+        log_decay = jnp.log1p(-c)
+    return -jnp.expm1(t.astype(dtype) * log_decay)
