@@ -184,7 +184,7 @@ def _leaf_update(rule, values, t, leaf_seed, decays_weight, g, p, v, m, b):
         g = g + wd * p.astype(cd)
 
     # |g|^2 beyond what v's dtype holds (less a few roundings) counts as that much, so the
-    # state stays finite; where it overflows the arithmetic too, that step's s is 0.
+    # state stays finite.
     g_sq, big = _abs_sq(g), _largest_square(v.dtype)
     new_v = hp.leaky_average(v.astype(_real_dtype(cd)), jnp.minimum(g_sq, big), h)
     if not isinstance(stored_v, quantize.QuantizedArray):
@@ -199,11 +199,14 @@ def _leaf_update(rule, values, t, leaf_seed, decays_weight, g, p, v, m, b):
         m_sq = jnp.minimum(_abs_sq(m_hat), jnp.finfo(cd).max)  # so inf - m_sq is inf, not NaN
         v_hat = jnp.maximum(v_hat - m_sq, 0)  # clamp: no NaN from rounding
 
+    # Where |g|^2 overflows the arithmetic too, that step's s is 0 (NaN for an infinite g,
+    # as in optax). v_hat >= 0: the abs is the identity, but spares the compiler the
+    # square root's code for negative arguments.
+    g_s = jnp.where(g_sq == jnp.inf, 0 * g, g)
     if rule.eps_in_sqrt:
-        s = jax.lax.rsqrt(v_hat + eps) * g
+        s = jax.lax.rsqrt(v_hat + eps if rule.centered else jnp.abs(v_hat + eps)) * g_s
     else:
-        s = g / (jnp.sqrt(v_hat) + eps)
-    s = jnp.where((g_sq == jnp.inf) & jnp.isfinite(g), 0, s)
+        s = g_s / (jnp.sqrt(v_hat) + eps)
 
     if rule.scale_only:
         u = s
