@@ -3,7 +3,7 @@
 Every number a benchmark writes goes out beside :func:`machine_info`, so a result
 always says where it was measured. Timings are noisy on a shared machine, so
 contenders run in the same process, interleaved in rounds (the order reverses every
-round), and results are compared as ratios of medians over rounds.
+round, or is shuffled), and results are compared as ratios of medians over rounds.
 
 Not a test module: pytest does not collect it (the suite's testpaths are ``tests``
 and ``optax_rmsprop``, and nothing here is named ``test_*``).
@@ -149,15 +149,28 @@ def calls_for(run: Runner, target_s: float, max_calls: int = 1000) -> int:
 
 
 def interleave(
-    runners: dict[str, Runner], rounds: int, calls: dict[str, int] | int
+    runners: dict[str, Runner],
+    rounds: int,
+    calls: dict[str, int] | int,
+    shuffle: int | None = None,
 ) -> dict[str, list[float]]:
-    """Seconds per call of each runner, one sample per round; the order alternates."""
+    """Seconds per call of each runner, one sample per round.
+
+    The order alternates (forward, then reversed) or, given a ``shuffle`` seed, is a fresh
+    random permutation each round, so that no runner keeps a place (first after another
+    runner's buffers, say) that favours it.
+    """
     if isinstance(calls, int):
         calls = dict.fromkeys(runners, calls)
-    order = list(runners)
-    times: dict[str, list[float]] = {label: [] for label in order}
+    labels = list(runners)
+    rng = np.random.default_rng(shuffle)
+    times: dict[str, list[float]] = {label: [] for label in labels}
     for r in range(rounds):
-        for label in order if r % 2 == 0 else reversed(order):
+        if shuffle is not None:
+            order = [labels[i] for i in rng.permutation(len(labels))]
+        else:
+            order = labels if r % 2 == 0 else labels[::-1]
+        for label in order:
             times[label].append(runners[label](calls[label]))
     return times
 
