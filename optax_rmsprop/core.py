@@ -196,15 +196,20 @@ def _leaf_update(rule, values, t, leaf_seed, decays_weight, g, p, v, m, b):
     if rule.centered:
         new_m = _as_stored(hp.leaky_average(m.astype(cd), g, h), m.dtype)
         m_hat = new_m / debias if rule.bias_correction else new_m
-        m_sq = jnp.minimum(_abs_sq(m_hat), jnp.finfo(cd).max)  # so inf - m_sq is inf, not NaN
+        m_sq = _abs_sq(m_hat)  # unclamped, v_hat - |m|^2 compiles to one fused multiply-add
+        if rule.bias_correction:  # v_hat can overflow: then inf - m_sq is inf, not NaN
+            m_sq = jnp.minimum(m_sq, jnp.finfo(cd).max)
         v_hat = jnp.maximum(v_hat - m_sq, 0)  # clamp: no NaN from rounding
+    elif rule.eps_in_sqrt:
+        # v_hat >= 0: the abs is the identity, but it shows the compiler that v_hat + eps
+        # >= eps, so the root needs no code for arguments that are 0, negative or subnormal.
+        v_hat = jnp.abs(v_hat)
 
     # Where |g|^2 overflows the arithmetic too, that step's s is 0 (NaN for an infinite g,
-    # as in optax). v_hat >= 0: the abs is the identity, but spares the compiler the
-    # square root's code for negative arguments.
+    # as in optax).
     g_s = jnp.where(g_sq == jnp.inf, 0 * g, g)
     if rule.eps_in_sqrt:
-        s = jax.lax.rsqrt(v_hat + eps if rule.centered else jnp.abs(v_hat + eps)) * g_s
+        s = jax.lax.rsqrt(v_hat + eps) * g_s
     else:
         s = g_s / (jnp.sqrt(v_hat) + eps)
 
