@@ -24,6 +24,7 @@ missing = (modules | {"optax_rmsprop/py.typed"}) - names
 assert not missing, f"the wheel lacks {sorted(missing)}"
 strays = sorted(n for n in names if not n.startswith(("optax_rmsprop/", "optax_rmsprop-")))
 assert not strays, f"the wheel holds more than the package: {strays}"
+assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "the wheel lacks LICENSE"
 print(f"{pathlib.Path(sys.argv[1]).name}: {len(names)} files, py.typed among them")
 PY
 
