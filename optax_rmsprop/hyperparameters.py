@@ -146,19 +146,16 @@ def derive(values: Mapping[str, Any]) -> dict[str, Any]:
 def leaky_average(old: jax.Array, new: jax.Array, h: Mapping[str, Any]) -> jax.Array:
     """(1 - ρ)·new + ρ·old.
 
-    For a constant decay, as ``(1 - ρ)·new + (old - (1 - ρ)·old)``, or from the other
-    end as ``ρ·old + (new - ρ·new)`` for ρ < 1/2: one weight, computed in float64 and
-    rounded once, where two separately rounded weights would not sum to 1 (at ρ = 0.9999
-    their float32 sum is 1 - 1.7e-8, a relative bias of 1.7e-4 in the average's fixed
-    point); from the nearer end, so that the rounding is relative to the result (ρ = 0
-    gives ``new``, ρ = 1 ``old``, exactly). Each product fuses into a multiply-add
-    (``old - (1 - ρ)·old`` rounds once): as close to exact as ``old + (1 - ρ)(new - old)``
-    in ``tests/test_fidelity.py``, and a loop as short as optax's. For an array decay,
-    optax's form.
+    For a constant decay, as ``old + (1 - ρ)(new - old)``, or from the other end as
+    ``new + ρ(old - new)`` for ρ < 1/2: one weight, computed in float64 and rounded
+    once, where two separately rounded weights would not sum to 1 (at ρ = 0.9999
+    their float32 sum is 1 - 1.7e-8, a relative bias of 1.7e-4 in the average's
+    fixed point); from the nearer end, so that the rounding is relative to the result
+    (ρ = 0 gives ``new``, ρ = 1 ``old``, exactly). For an array decay, optax's form.
     """
     c, rho = h["one_minus_decay"], h["decay"]
     if isinstance(c, float):
-        return c * new + (old - c * old) if c <= 0.5 else rho * old + (new - rho * new)
+        return old + c * (new - old) if c <= 0.5 else new + rho * (old - new)
     return c * new + rho * old
 
 

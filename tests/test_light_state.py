@@ -558,13 +558,11 @@ F32_BIG = np.finfo(np.float32).max * (1 - 4 * np.finfo(np.float32).eps)  # |g|²
 
 def np_leaky(old, new, rho):
     """(1 − ρ)·new + ρ·old in float32 as optax_rmsprop.hyperparameters.leaky_average
-    documents it: one weight, 1 − ρ taken in float64 and rounded once, from the nearer end
-    (NumPy rounds ``c·old`` before subtracting it, where XLA fuses a multiply-add)."""
+    documents it: one weight, 1 − ρ taken in float64 and rounded once, from the nearer end."""
     f32 = np.float32
     if 1 - rho <= 0.5:
-        c = f32(1 - rho)
-        return c * new + (old - c * old)
-    return f32(rho) * old + (new - f32(rho) * new)
+        return old + f32(1 - rho) * (new - old)
+    return new + f32(rho) * (old - new)
 
 
 def np_step(g, codes, m, config, lr, rho, eps, p=None, weight_decay=0.0):
