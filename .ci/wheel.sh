@@ -20,12 +20,15 @@ import zipfile
 
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
 modules = {f"optax_rmsprop/{p.name}" for p in pathlib.Path("optax_rmsprop").glob("*.py")}
-missing = (modules | {"optax_rmsprop/py.typed"}) - names
+data = {f"optax_rmsprop/{name}" for name in ("py.typed", "data/README.md", "data/airfoil_self_noise.dat")}
+data |= {p.as_posix() for p in pathlib.Path("optax_rmsprop/data/fashion-mnist-subset").glob("*.gz")}
+assert len(data) == 7, sorted(data)  # datasets.py reads them: the four subset files
+missing = (modules | data) - names
 assert not missing, f"the wheel lacks {sorted(missing)}"
 strays = sorted(n for n in names if not n.startswith(("optax_rmsprop/", "optax_rmsprop-")))
 assert not strays, f"the wheel holds more than the package: {strays}"
 assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "the wheel lacks LICENSE"
-print(f"{pathlib.Path(sys.argv[1]).name}: {len(names)} files, py.typed among them")
+print(f"{pathlib.Path(sys.argv[1]).name}: {len(names)} files, py.typed and the data among them")
 PY
 
 python -m venv "$work/clean"

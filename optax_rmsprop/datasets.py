@@ -1,32 +1,65 @@
-"""The airfoil self-noise data the d2l optimization chapter trains on.
+"""The data the notebooks, the docs and the tests train on.
 
-UCI Machine Learning Repository data set 291 (CC BY 4.0). The package does not
-ship it: pass a path, set ``OPTAX_RMSPROP_AIRFOIL``, or keep the project's
-``../shared/data`` beside the checkout.
+- The airfoil self-noise data of *Dive into Deep Learning*'s optimization chapter (UCI data
+  set 291, CC BY 4.0) ships in the package, in ``optax_rmsprop/data/`` with its citation.
+- Fashion-MNIST (Zalando Research, MIT licence): the first 5000 training and 1000 test images
+  ship in the package for the small runs (``load_fashion_mnist(split, subset=True)``); the
+  full set is read from a folder holding the four original IDX files
+  (:func:`find_fashion_mnist`), which :func:`download_fashion_mnist` can fill.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import pathlib
+import urllib.request
 
 import numpy as np
 
-__all__ = ["AIRFOIL_SHA1", "AIRFOIL_URL", "find_airfoil", "load_airfoil"]
+__all__ = [
+    "AIRFOIL_SHA1",
+    "AIRFOIL_URL",
+    "FASHION_MNIST_HOW_TO_GET",
+    "FASHION_MNIST_URL",
+    "download_fashion_mnist",
+    "find_airfoil",
+    "find_fashion_mnist",
+    "load_airfoil",
+    "load_fashion_mnist",
+]
 
+DATA = pathlib.Path(__file__).resolve().parent / "data"
 AIRFOIL_SHA1 = "76e5be1548fd8222e5074cf0faae75edff8cf93f"
 AIRFOIL_URL = "http://d2l-data.s3-accelerate.amazonaws.com/airfoil_self_noise.dat"
-_DEFAULT = pathlib.Path(__file__).resolve().parents[2] / "shared/data/airfoil_self_noise.dat"
+FASHION_MNIST_URL = "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/"
+FASHION_MNIST_DEBIAN = pathlib.Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_SUBSET = DATA / "fashion-mnist-subset"
+FASHION_MNIST_HOW_TO_GET = (
+    "get the full set with `apt-get install dataset-fashion-mnist` (Debian and Ubuntu: "
+    f'{FASHION_MNIST_DEBIAN}) or `python -c "from optax_rmsprop import datasets; '
+    "datasets.download_fashion_mnist('FOLDER')\"`, then set OPTAX_RMSPROP_FASHION_MNIST=FOLDER"
+)
+_SPLITS = {"train": 60000, "t10k": 10000}
+_KINDS = (("images-idx3", 2051, (28, 28)), ("labels-idx1", 2049, ()))
+_FILES = tuple(f"{split}-{kind}-ubyte.gz" for split in _SPLITS for kind, _, _ in _KINDS)
 
 
 def find_airfoil(path: str | os.PathLike[str] | None = None) -> pathlib.Path:
-    """The data file: ``path``, else ``$OPTAX_RMSPROP_AIRFOIL``, else ``../shared/data``."""
-    path = pathlib.Path(path or os.environ.get("OPTAX_RMSPROP_AIRFOIL") or _DEFAULT)
+    """The data file: ``path``, else ``$OPTAX_RMSPROP_AIRFOIL``, else the package's copy.
+
+    Raises:
+      FileNotFoundError: the file is not there.
+      ValueError: its sha1 is not the published file's.
+    """
+    path = pathlib.Path(
+        path or os.environ.get("OPTAX_RMSPROP_AIRFOIL") or DATA / "airfoil_self_noise.dat"
+    )
     if not path.exists():
         raise FileNotFoundError(
-            f"airfoil data not found at {path}; pass its path or set OPTAX_RMSPROP_AIRFOIL "
-            f"(download: {AIRFOIL_URL})"
+            f"airfoil data not found at {path}; pass its path or set OPTAX_RMSPROP_AIRFOIL, or "
+            f"leave both unset for the package's copy (download: {AIRFOIL_URL})"
         )
     digest = hashlib.sha1(path.read_bytes()).hexdigest()
     if digest != AIRFOIL_SHA1:
@@ -41,7 +74,84 @@ def load_airfoil(
 
     All six columns are standardized over the whole file (population std), then
     the first ``n`` rows are kept; float32 like the book.
+
+    >>> features, target = load_airfoil()
+    >>> features.shape, target.dtype
+    ((1500, 5), dtype('float32'))
     """
     data = np.genfromtxt(find_airfoil(path), dtype=np.float32, delimiter="\t")
     data = (data - data.mean(axis=0)) / data.std(axis=0)
     return data[:n, :-1], data[:n, -1]
+
+
+def find_fashion_mnist(path: str | os.PathLike[str] | None = None) -> pathlib.Path:
+    """The folder of the full Fashion-MNIST set: ``path``, else ``$OPTAX_RMSPROP_FASHION_MNIST``,
+    else Debian's ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``).
+
+    The folder must hold the four original files (``train-images-idx3-ubyte.gz`` and so on).
+
+    Raises:
+      FileNotFoundError: one of them is missing; the message says how to get them.
+    """
+    folder = pathlib.Path(
+        path or os.environ.get("OPTAX_RMSPROP_FASHION_MNIST") or FASHION_MNIST_DEBIAN
+    )
+    missing = [name for name in _FILES if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"Fashion-MNIST not found in {folder} (missing {', '.join(missing)}): "
+            + FASHION_MNIST_HOW_TO_GET
+        )
+    return folder
+
+
+def download_fashion_mnist(folder: str | os.PathLike[str]) -> pathlib.Path:
+    """Downloads the four files of the full set from Zalando's repository on GitHub into
+    ``folder`` (those already there are kept) and returns it; about 30 MB."""
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in _FILES:
+        if not (folder / name).is_file():
+            part = folder / f"{name}.part"
+            urllib.request.urlretrieve(FASHION_MNIST_URL + name, part)
+            part.replace(folder / name)
+    for split in _SPLITS:
+        load_fashion_mnist(split, folder)  # a truncated or wrong file fails here
+    return folder
+
+
+def load_fashion_mnist(
+    split: str = "train", path: str | os.PathLike[str] | None = None, *, subset: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(n, 28, 28)`` and labels ``(n,)``, both uint8, of ``split`` ("train" or "t10k").
+
+    Args:
+      split: "train" (60 000 images in the full set) or "t10k" (the 10 000 test images).
+      path: the folder of the full set (see :func:`find_fashion_mnist`).
+      subset: read the package's copy of the first 5000 training and 1000 test images
+        instead (no ``path`` then).
+
+    >>> images, labels = load_fashion_mnist("t10k", subset=True)
+    >>> images.shape, images.dtype, labels.shape
+    ((1000, 28, 28), dtype('uint8'), (1000,))
+    """
+    if split not in _SPLITS:
+        raise ValueError(f'split must be "train" or "t10k"; got {split!r}')
+    if subset and path is not None:
+        raise ValueError("pass either path (the full set) or subset=True (the package's copy)")
+    folder = FASHION_MNIST_SUBSET if subset else find_fashion_mnist(path)
+    arrays = []
+    for kind, magic, item_shape in _KINDS:
+        file = folder / f"{split}-{kind}-ubyte.gz"
+        with gzip.open(file) as f:
+            data = f.read()
+        ndim = 1 + len(item_shape)
+        header = [int.from_bytes(data[4 * i : 4 * i + 4], "big") for i in range(1 + ndim)]
+        if header[0] != magic or tuple(header[2:]) != item_shape:
+            raise ValueError(f"{file} is not a Fashion-MNIST IDX file (header {header})")
+        array = np.frombuffer(data, np.uint8, offset=4 * (1 + ndim))
+        arrays.append(array.reshape(header[1], *item_shape))
+    images, labels = arrays
+    if len(images) != len(labels) or not (subset or len(labels) == _SPLITS[split]):
+        raise ValueError(f"{folder}: {len(images)} images and {len(labels)} labels for {split}")
+    return images, labels
