@@ -7,11 +7,9 @@ import io
 import os
 import pathlib
 import re
-import struct
 import subprocess
 import sys
 import tomllib
-import zlib
 
 import jax.numpy as jnp
 import numpy as np
@@ -37,7 +35,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _preset_rows(text):
-    """{call prefix: (loss at step 100, loss at the end)} from the printed table."""
+    """{call prefix: (loss half way, loss at the end)} from the printed table."""
     rows = {}
     for line in text.splitlines():
         for call in PRESET_CALLS:
@@ -48,16 +46,68 @@ def _preset_rows(text):
 
 
 def _check_png(path):
-    """A PNG signature, then an IHDR chunk with a sane size and CRC, and an IEND at the end."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
-    length, kind = struct.unpack(">I4s", data[8:16])
-    assert (length, kind) == (13, b"IHDR"), path
-    width, height = struct.unpack(">II", data[16:24])
-    assert 0 < width < 5000 and 0 < height < 5000, (path, width, height)
-    (crc,) = struct.unpack(">I", data[29:33])
-    assert crc == zlib.crc32(data[12:29]), path
-    assert data[-12:] == b"\x00\x00\x00\x00IEND\xae\x42\x60\x82", path
+    """A PNG that Pillow (a matplotlib dependency) reads in full, of a sane size."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG", path
+        assert 300 < image.width < 2000 and 200 < image.height < 2000, (path, image.size)
+        image.load()  # decodes every pixel: a truncated or corrupt file raises here
+
+
+def _rise(y):
+    """The largest rise of a curve above its running minimum, in decades."""
+    log = np.log10(np.asarray(y, dtype=np.float64))
+    return float(np.max(log - np.minimum.accumulate(log)))
+
+
+def _check_on_axes(ax):
+    """Every line is finite and inside the axis limits, and each legend entry names one line."""
+    lines = ax.get_lines()
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    for line in lines:
+        x, y = (np.asarray(d, dtype=np.float64) for d in line.get_data())
+        assert np.isfinite(y).all(), line.get_label()
+        assert x0 <= x.min() and x.max() <= x1, (line.get_label(), x.min(), x.max(), x0, x1)
+        assert y0 < y.min() and y.max() < y1, (line.get_label(), y.min(), y.max(), y0, y1)
+    legend = ax.get_legend()
+    assert legend is not None
+    assert [t.get_text() for t in legend.get_texts()] == [line.get_label() for line in lines]
+    return {line.get_label(): line.get_ydata() for line in lines}
+
+
+def _check_figures(figures, text):
+    assert list(figures) == list(tour.PLOTS)
+
+    # presets.png: each call named once; curves that coincide share one entry that says so, the
+    # others differ visibly; no curve rises back up (a spike) and none leaves the axes
+    curves = _check_on_axes(figures["presets.png"].axes[0])
+    named = [c for label in curves for c in PRESET_CALLS if c in label]
+    assert sorted(named) == sorted(PRESET_CALLS), curves.keys()
+    shared = [label for label in curves if label.count("(lr") > 1]
+    assert len(shared) == 1 and "coincide" in shared[0], curves.keys()
+    for call in ("presets.gluon(", "optax_rmsprop.rmsprop(", "optax.rmsprop("):
+        assert call in shared[0]
+    calls = shared[0].split("\n(")[0].replace("\n", " ")
+    assert f"one curve (within 1% at every step): {calls}" in text.splitlines()
+    ys = list(curves.values())
+    for i, a in enumerate(ys):
+        assert _rise(a) < 0.05, (list(curves)[i], _rise(a))
+        for b in ys[i + 1 :]:
+            assert np.max(np.abs(np.log10(a) - np.log10(b))) > 0.1  # apart by > 25 % somewhere
+
+    # mlp.png: the train and the test MSE of every step, the printed table's values among them
+    mlp = _check_on_axes(figures["mlp.png"].axes[0])
+    assert list(mlp) == ["train MSE", "test MSE"]
+    table = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[0].isdigit():
+            table[int(fields[0])] = (float(fields[1]), float(fields[2]))
+    for i, (train, test) in table.items():
+        assert round(float(mlp["train MSE"][i]), 5) == train, i
+        assert round(float(mlp["test MSE"][i]), 5) == test, i
+    assert len(mlp["test MSE"]) == tour.MLP_STEPS + 1
 
 
 def _check_tour(text, out):
@@ -100,12 +150,41 @@ def _check_tour(text, out):
         assert not out.exists()
 
 
-def test_tour_in_process(tmp_path):
+def test_tour_in_process(tmp_path, monkeypatch):
+    figures = {}
+
+    def make_figures(*args):  # keeps the figures the tour saves, to check their artists
+        figures.update(make(*args))
+        return figures
+
+    make = tour.make_figures
+    monkeypatch.setattr(tour, "make_figures", make_figures)
     out = tmp_path / "plots"
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         assert tour.main(["--out", out]) == 0
     _check_tour(stdout.getvalue(), out)
+    if HAVE_MATPLOTLIB:
+        _check_figures(figures, stdout.getvalue())
+
+
+@pytest.mark.skipif(not HAVE_MATPLOTLIB, reason="needs matplotlib")
+def test_presets_plot_floors_and_merges_curves():
+    """A loss of 0 or below the floor is drawn at the floor, and the axis label says so; equal
+    curves share an entry; a curve 5 % away from another gets its own."""
+    losses = np.logspace(0, -40, tour.QUAD_STEPS + 1)
+    losses[-1] = 0.0
+    preset_losses = {
+        "a(lr)": ("", "", "", losses),
+        "b(lr)": ("", "", "", losses.copy()),
+        "c(lr)": ("", "", "", losses * 1.05),
+    }
+    figures = tour.make_figures(np.zeros((2, 2)), preset_losses, np.ones(3), np.ones(3))
+    ax = figures["presets.png"].axes[0]
+    curves = _check_on_axes(ax)
+    assert list(curves) == ["a(lr)\n= b(lr)\n(these 2 coincide)", "c(lr)"]
+    assert f"drawn at {tour.QUAD_FLOOR:.0e}" in ax.get_ylabel()
+    assert min(curves["c(lr)"]) == tour.QUAD_FLOOR
 
 
 def test_python_m_optax_rmsprop(tmp_path):
@@ -158,7 +237,7 @@ def test_no_plots_writes_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(  # the slow parts are checked above; here only the flag matters
         tour, "compare_presets", lambda: {"presets.d2l(": ("1e-6", "inside", "0", losses)}
     )
-    monkeypatch.setattr(tour, "train_mlp", lambda: (losses, {0: (1.0, 1.0)}))
+    monkeypatch.setattr(tour, "train_mlp", lambda: (losses, losses, {0: (1.0, 1.0)}))
     assert tour.main(["--out", tmp_path / "plots", "--no-plots"]) == 0
     assert not (tmp_path / "plots").exists()
     assert "plots skipped" in capsys.readouterr().out
@@ -166,7 +245,7 @@ def test_no_plots_writes_nothing(tmp_path, monkeypatch, capsys):
 
 def test_without_matplotlib_the_plots_are_skipped(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import now fails
-    paths = tour.save_plots(tmp_path / "plots", np.zeros((2, 2)), {}, np.ones(3))
+    paths = tour.save_plots(tmp_path / "plots", np.zeros((2, 2)), {}, np.ones(3), np.ones(3))
     assert paths == []
     assert not (tmp_path / "plots").exists()
     assert capsys.readouterr().out.count("\n") == 1  # a one-line message
