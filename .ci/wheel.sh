@@ -19,7 +19,7 @@ import sys
 import zipfile
 
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
-modules = {f"optax_rmsprop/{p.name}" for p in pathlib.Path("optax_rmsprop").glob("*.py")}
+modules = {p.as_posix() for p in pathlib.Path("optax_rmsprop").rglob("*.py")}  # subpackages too
 data = {f"optax_rmsprop/{name}" for name in ("py.typed", "data/README.md", "data/airfoil_self_noise.dat")}
 data |= {p.as_posix() for p in pathlib.Path("optax_rmsprop/data/fashion-mnist-subset").glob("*.gz")}
 assert len(data) == 7, sorted(data)  # datasets.py reads them: the four subset files

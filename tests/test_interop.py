@@ -251,7 +251,7 @@ def test_to_torch_continues_the_jax_run(case):
 
 def test_torch_round_trip_is_exact():
     """state_dict -> (tx, state) -> state_dict gives torch's own tensors back, bit for bit,
-    and needs no hyperparameters restated: from_torch's tx remembers the groups."""
+    with the checkpoint's own param_groups (nothing is remembered between the calls)."""
     params0, grad = _least_squares()
     layout = TORCH_LAYOUT["real"]
     tensors = _to_torch_layout(params0, layout)
@@ -272,7 +272,9 @@ def test_torch_round_trip_is_exact():
     )
     assert int(inner["group1"].count) == K
 
-    back = interop.to_torch(state, tx, params_k)
+    back = interop.to_torch(
+        state, tx, params_k, param_groups=checkpoint["param_groups"], leaf_map=LEAF_MAPS["real"]
+    )
     assert back["param_groups"] == checkpoint["param_groups"]
     assert back["state"].keys() == checkpoint["state"].keys()
     for index, entry in checkpoint["state"].items():
@@ -483,7 +485,7 @@ def test_from_torch_refuses_leaf_maps_that_do_not_cover_the_parameters():
     state_dict, params = _torch_checkpoint()
     with pytest.raises(ValueError, match="params has 3 leaves but the optimizer has 2"):
         interop.from_torch(state_dict, {**params, "c": np.zeros(2, np.float32)})
-    with pytest.raises(ValueError, match=r"both take parameter 1"):
+    with pytest.raises(ValueError, match=r"both take torch parameter 1"):
         interop.from_torch(state_dict, params, leaf_map={"w": 1, "b": 1})
     with pytest.raises(ValueError, match=r"index 5, which the state_dict does not have"):
         interop.from_torch(state_dict, params, leaf_map={"w": interop.Leaf(0, (1, 0)), "b": 5})
@@ -503,28 +505,39 @@ def test_from_torch_refuses_what_is_not_a_state_dict():
 
 def test_from_torch_refuses_a_tx_of_another_configuration():
     state_dict, params = _torch_checkpoint(momentum=0.9)
-    with pytest.raises(ValueError, match=r"keeps momentum_buffer.*has no momentum buffer"):
+    with pytest.raises(
+        ValueError,
+        match=r"tx's state has no momentum buffer but param_groups\[0\] has momentum=0.9 "
+        r"\(the framework keeps momentum_buffer\)",
+    ):
         interop.from_torch(state_dict, params, tx=presets.torch(), leaf_map=LEAF_MAPS["real"])
 
 
-def test_to_torch_needs_the_hyperparameters_and_checks_them():
+def test_to_torch_takes_the_groups_and_checks_the_buffers_against_them():
+    """to_torch is told the groups (the torch optimizer's), whoever made tx, and refuses a
+    state whose buffers they do not keep."""
     params0, grad = _least_squares()
     tx = presets.torch(**TORCH_BASE, momentum=0.9)
     _, state = _jax_steps(tx, tx.init(jax.tree.map(jnp.asarray, params0)), params0, grad, 2)
-    with pytest.raises(ValueError, match="pass param_groups"):
+    with pytest.raises(TypeError, match="param_groups"):
         interop.to_torch(state, tx, params0, leaf_map=LEAF_MAPS["real"])
     with pytest.raises(
-        ValueError, match=r"has momentum buffer but param_groups\[0\] has momentum=0"
+        ValueError, match=r"has a momentum buffer but param_groups\[0\] has momentum=0"
     ):
         interop.to_torch(
             state, tx, params0, param_groups=[dict(lr=0.02)], leaf_map=LEAF_MAPS["real"]
         )
     with pytest.raises(ValueError, match="another transformation or for other params"):
-        interop.to_torch(state, presets.torch(), params0, param_groups=[dict(lr=0.02)])
-    state_dict, params = _torch_checkpoint(momentum=0.9)
-    tx, state = interop.from_torch(state_dict, params, leaf_map=LEAF_MAPS["real"])
-    with pytest.raises(ValueError, match=r"param_groups\[0\] has lr=0.5 but tx was made with 0.02"):
-        interop.to_torch(state, tx, params, param_groups=[dict(TORCH_BASE, lr=0.5, momentum=0.9)])
+        interop.to_torch(
+            state,
+            presets.torch(),
+            params0,
+            param_groups=[dict(lr=0.02)],
+            leaf_map=LEAF_MAPS["real"],
+        )
+    groups = [dict(TORCH_BASE, lr=0.5, momentum=0.9)]
+    back = interop.to_torch(state, tx, params0, param_groups=groups, leaf_map=LEAF_MAPS["real"])
+    assert back["param_groups"][0]["lr"] == 0.5  # the groups given are what torch will load
 
 
 def test_keras_refusals():
@@ -544,7 +557,7 @@ def test_keras_refusals():
     state = tx.init(jax.tree.map(jnp.asarray, params0))
     plain = keras.optimizers.RMSprop()
     plain.build(variables)
-    with pytest.raises(ValueError, match=r"has momentum buffer but the optimizer has momentum=0"):
+    with pytest.raises(ValueError, match=r"has a momentum buffer but the optimizer has momentum=0"):
         interop.to_keras(state, tx, params0, plain)
     with pytest.raises(ValueError, match="names 'nope'"):
         interop.from_keras(plain, params0, leaf_map={"w": "nope", "b": "b"})

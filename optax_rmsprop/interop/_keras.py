@@ -1,0 +1,345 @@
+"""``keras.optimizers.RMSprop`` (Keras 3) state (and its learning-rate schedule) to and
+from JAX."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from optax_rmsprop import presets
+from optax_rmsprop.interop import _state
+from optax_rmsprop.interop._state import Leaves
+
+NAMES = {"nu": "velocity", "mu": "average_gradient", "momentum": "momentum"}
+# RMSprop.build's lists of slot variables, each in the order of the variables it was built on.
+_SLOTS = {"nu": "_velocities", "momentum": "_momentums", "mu": "_average_gradients"}
+_OPTIONS = (
+    "rho",
+    "momentum",
+    "epsilon",
+    "centered",
+    "weight_decay",
+    "clipnorm",
+    "clipvalue",
+    "global_clipnorm",
+    "use_ema",
+    "loss_scale_factor",
+    "gradient_accumulation_steps",
+)
+
+
+def _optimizer(optimizer: Any) -> tuple[dict, list[str], dict[str, list[Any]]]:
+    """The RMSprop's config, the paths of the variables it was built on, and its slots."""
+    import keras
+
+    if not isinstance(optimizer, keras.optimizers.RMSprop):
+        raise TypeError(
+            f"expected a keras.optimizers.RMSprop; got {type(optimizer).__name__}: its state "
+            "does not map onto RMSProp's."
+        )
+    if not optimizer.built:
+        raise ValueError(
+            "the optimizer has no state yet: build it first, "
+            "optimizer.build(model.trainable_variables)."
+        )
+    # get_config() reads the learning rate with np.array, which NumPy 2 warns about.
+    config = {option: getattr(optimizer, option, None) for option in _OPTIONS}
+    lr = optimizer._learning_rate  # a Variable, a LearningRateSchedule or a callable
+    if isinstance(lr, keras.Variable):
+        lr = float(keras.ops.convert_to_numpy(lr.value))
+    config["learning_rate"] = lr
+    for option in ("use_ema", "gradient_accumulation_steps"):
+        if config.get(option):
+            raise ValueError(
+                f"the optimizer has {option}={config[option]!r}, whose state (EMA weights, "
+                "accumulated gradients) RMSPropState does not hold."
+            )
+    variables = list(optimizer._trainable_variables)
+    slots = {field: list(getattr(optimizer, attr, [])) for field, attr in _SLOTS.items()}
+    for field, found in slots.items():
+        if found and len(found) != len(variables):
+            raise TypeError(
+                f"the optimizer has {len(found)} {NAMES[field]} variables for {len(variables)} "
+                "variables: a keras.optimizers.RMSprop built as in Keras 3."
+            )
+    return config, [variable.path for variable in variables], slots
+
+
+def _numpy(variable: Any) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(variable.value))
+
+
+def _hyperparameters(config: dict, optimizer: Any, given_tx: bool) -> dict:
+    h = dict(
+        learning_rate=config["learning_rate"],
+        rho=float(config["rho"]),
+        momentum=float(config["momentum"]),
+        epsilon=float(config["epsilon"]),
+        centered=bool(config["centered"]),
+        weight_decay=None if config["weight_decay"] is None else float(config["weight_decay"]),
+    )
+    if given_tx:
+        return h
+    problems = [
+        f"{option}={config[option]!r} (chain optax's clipping before presets.keras)"
+        for option in ("clipnorm", "clipvalue", "global_clipnorm")
+        if config.get(option) is not None
+    ]
+    if config.get("loss_scale_factor") is not None:
+        problems.append(f"loss_scale_factor={config['loss_scale_factor']!r}")
+    excluded = getattr(optimizer, "_exclude_from_weight_decay", None) or getattr(
+        optimizer, "_exclude_from_weight_decay_pattern", None
+    )
+    if h["weight_decay"] and excluded:
+        problems.append("exclude_from_weight_decay (pass weight_decay_mask to presets.keras)")
+    if problems:
+        raise ValueError(
+            "presets.keras alone cannot reproduce this optimizer's "
+            + "; ".join(problems)
+            + ": pass tx= that does."
+        )
+    if not isinstance(h["learning_rate"], numbers.Real):
+        h["learning_rate"] = keras_schedule(h["learning_rate"])
+    return h
+
+
+def _keeps(h: dict) -> dict:
+    return {
+        "momentum": (h["momentum"] > 0, f"the optimizer has momentum={h['momentum']:g}"),
+        "mu": (h["centered"], f"the optimizer has centered={h['centered']}"),
+    }
+
+
+def _mapping(
+    leaf_map: Any, match: str, leaves: Leaves, paths: list[str]
+) -> list[tuple[int, tuple[int, ...] | None]]:
+    """Leaves to the optimizer's variables: by ``leaf_map`` (paths, or ends of paths, and
+    positions), else by path (a model's prefixes such as ``sequential/`` aside), or by order
+    where asked for."""
+    if match not in ("path", "order"):
+        raise ValueError(f"match must be 'path' or 'order'; got {match!r}.")
+
+    def lookup(key: Any, name: str) -> int:
+        if isinstance(key, str):
+            found = [i for i, p in enumerate(paths) if p == key or p.endswith("/" + key)]
+            if len(found) != 1:
+                raise ValueError(
+                    f"leaf_map{name} names {key!r}, which is "
+                    + (f"the end of {[paths[i] for i in found]}" if found else "no variable's path")
+                    + f": the optimizer's variables are {paths}."
+                )
+            return found[0]
+        if not 0 <= int(key) < len(paths):
+            raise ValueError(
+                f"leaf_map{name} is index {int(key)}, but the optimizer has variables "
+                f"0 to {len(paths) - 1}."
+            )
+        return int(key)
+
+    if leaf_map is None:
+        if match == "order":
+            if len(leaves) != len(paths):
+                raise ValueError(
+                    f"params has {len(leaves)} leaves but the optimizer has {len(paths)} variables."
+                )
+            leaf_map = list(range(len(paths)))
+        else:
+            leaf_map = _state.match_paths(leaves, paths, "Keras variable")
+    return _state.resolve(leaf_map, leaves, paths, lookup, "Keras variable")
+
+
+def from_keras(
+    optimizer: Any,
+    params: Any,
+    *,
+    tx: Any = None,
+    leaf_map: Any = None,
+    match: str = "path",
+) -> tuple[optax.GradientTransformationExtraArgs, Any]:
+    r"""A built ``keras.optimizers.RMSprop``'s state as the transformation and state that
+    continue it.
+
+    Args:
+      optimizer: the Keras 3 RMSprop, built (after a step, or
+        ``optimizer.build(model.trainable_variables)``).
+      params: the JAX pytree of the parameters.
+      tx: the transformation to fill a state for, instead of the default:
+        ``presets.keras`` with the optimizer's ``learning_rate`` (a built-in schedule
+        carried as :func:`keras_schedule`), ``rho``, ``momentum``, ``epsilon``,
+        ``centered`` and ``weight_decay``. Needed for what the preset alone does not do:
+        clipping, ``loss_scale_factor``, ``exclude_from_weight_decay``, other schedules.
+      leaf_map: which variable each leaf is: a pytree with the structure of ``params`` (or
+        a list, one per leaf) of variable paths (or unique ends of them), positions among
+        the variables the optimizer was built on, or :class:`Leaf`.
+      match: without ``leaf_map``: ``"path"`` matches each leaf to the variable whose path
+        is the leaf's joined with ``/``, or ends with it: ``params["dense"]["kernel"]`` is
+        ``sequential/dense/kernel`` (also under nested models' names); ``"order"`` takes
+        the variables in the order the optimizer was built on (JAX sorts dict keys, Keras
+        keeps the layers' order). A leaf or variable matched by none or by two is refused
+        with both names.
+
+    Returns:
+      ``(tx, state)`` with ``count`` = ``iterations``, ``nu`` = the velocities, ``mu`` =
+      the average gradients and ``momentum`` = minus Keras's momentums (Keras's holds
+      +ηg/√(v + ε) and subtracts it; ours holds the update and adds it).
+    """
+    config, paths, slots = _optimizer(optimizer)
+    h = _hyperparameters(config, optimizer, given_tx=tx is not None)
+    leaves = Leaves(params)
+    mapping = _mapping(leaf_map, match, leaves, paths)
+    count = int(_numpy(optimizer.iterations))
+    out = []
+    for name, (position, axes) in zip(leaves.names, mapping, strict=True):
+        where = f"keras variable {paths[position]!r}"
+        buffers = {}
+        for field, on in (("nu", True), ("momentum", h["momentum"] > 0), ("mu", h["centered"])):
+            if on:
+                x = _numpy(slots[field][position])
+                _state.check_axes(axes, x.ndim, name, where)
+                buffers[field] = _state.to_jax_layout(-x if field == "momentum" else x, axes, False)
+        out.append(_state.Slot(where, 0, count, _keeps(h), buffers))
+    if tx is None:
+        tx = presets.keras(**h)
+    return tx, _state.fill(tx, params, leaves, out, NAMES)
+
+
+def to_keras(
+    state: Any,
+    tx: Any,
+    params: Any,
+    optimizer: Any,
+    *,
+    leaf_map: Any = None,
+    match: str = "path",
+) -> None:
+    r"""Writes a state of ``tx`` into a built ``keras.optimizers.RMSprop``, in place.
+
+    Works alike for any ``tx`` from this package (a preset, :func:`from_keras`'s, a chain
+    holding them). The optimizer, built over the model's variables
+    (``optimizer.build(model.trainable_variables)``), must keep the buffers the state has
+    (checked). Leaves are matched to variables as in :func:`from_keras`. Sets
+    ``iterations`` to the count, the velocities, the average gradients and the momentums
+    (minus ours).
+    """
+    config, paths, slots = _optimizer(optimizer)
+    h = _hyperparameters(config, optimizer, given_tx=True)
+    leaves = Leaves(params)
+    mapping = _mapping(leaf_map, match, leaves, paths)
+    read = _state.read(state, tx, params, leaves)
+    counts = {buffers["count"] for buffers in read}
+    if len(counts) > 1:
+        raise ValueError(
+            f"the state's leaves have different counts ({sorted(counts)}), but a Keras "
+            "optimizer has one iterations count."
+        )
+    writes = []
+    for name, (position, axes), buffers in zip(leaves.names, mapping, read, strict=True):
+        where = f"params{name} (keras variable {paths[position]!r})"
+        has = {field: buffers[field] is not None for field in ("mu", "momentum")}
+        _state.check_buffers(where, "the state", has, _keeps(h), NAMES)
+        for field in ("nu", "momentum", "mu"):
+            if buffers[field] is None:
+                continue
+            variable = slots[field][position]
+            x = _state.from_jax_layout(buffers[field], axes, False)
+            if field == "momentum":
+                x = -x
+            if tuple(x.shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"{where}: the state's {field} has shape {x.shape} in Keras's layout "
+                    f"but {variable.name!r} has shape {tuple(variable.shape)}."
+                )
+            writes.append((variable, x.astype(variable.dtype)))
+    for variable, x in writes:  # only once everything fits
+        variable.assign(x)
+    optimizer.iterations.assign(counts.pop())
+
+
+# ---------------------------------------------------------------------------
+# Learning-rate schedules: Keras's formulas of the iteration count, from get_config().
+
+_SCHEDULES = (
+    "ExponentialDecay",
+    "PiecewiseConstantDecay",
+    "CosineDecay",
+    "PolynomialDecay",
+    "InverseTimeDecay",
+)
+
+
+def keras_schedule(schedule: Any) -> optax.Schedule:
+    """A Keras built-in ``LearningRateSchedule`` as an optax schedule.
+
+    Keras evaluates it at the optimizer's ``iterations`` before each step, and
+    :func:`from_keras` sets the state's ``count`` to ``iterations``, so the schedule goes
+    on from where the Keras run is. ``ExponentialDecay``, ``PiecewiseConstantDecay``,
+    ``CosineDecay`` (with its warm-up), ``PolynomialDecay`` and ``InverseTimeDecay`` are
+    computed from their ``get_config()`` in float32, as Keras does; others are refused by
+    name.
+    """
+    name = type(schedule).__name__
+    if name not in _SCHEDULES or not hasattr(schedule, "get_config"):
+        raise ValueError(
+            f"from_keras cannot carry the learning rate {name} (it carries "
+            f"{', '.join(_SCHEDULES)}): pass tx=presets.keras(learning_rate=schedule, ...) "
+            "with an optax schedule of the step count (the state's count is Keras's "
+            "iterations), e.g. optax.warmup_cosine_decay_schedule."
+        )
+    c = schedule.get_config()
+    f32 = jnp.float32
+
+    def step(count: Any) -> jax.Array:
+        return jnp.asarray(count).astype(f32)
+
+    if name == "PiecewiseConstantDecay":
+        boundaries = jnp.asarray(c["boundaries"])
+        values = jnp.asarray(c["values"], f32)
+        # values[i] while boundaries[i-1] < step <= boundaries[i]
+        return lambda count: values[jnp.searchsorted(boundaries, jnp.asarray(count), side="left")]
+    lr0 = f32(c["initial_learning_rate"])
+    if name in ("ExponentialDecay", "InverseTimeDecay"):
+        decay_steps, rate = f32(c["decay_steps"]), f32(c["decay_rate"])
+
+        def decayed(count: Any) -> jax.Array:
+            p = step(count) / decay_steps
+            p = jnp.floor(p) if c["staircase"] else p
+            return lr0 * rate**p if name == "ExponentialDecay" else lr0 / (1 + rate * p)
+
+        return decayed
+    if name == "PolynomialDecay":
+        decay_steps, power = f32(c["decay_steps"]), f32(c["power"])
+        end = f32(c["end_learning_rate"])
+
+        def polynomial(count: Any) -> jax.Array:
+            t, steps = step(count), decay_steps
+            if c["cycle"]:
+                steps = steps * jnp.where(t == 0, f32(1), jnp.ceil(t / decay_steps))
+            else:
+                t = jnp.minimum(t, steps)
+            return (lr0 - end) * (1 - t / steps) ** power + end
+
+        return polynomial
+    decay_steps, alpha = f32(c["decay_steps"]), f32(c["alpha"])
+    target, warmup = c.get("warmup_target"), f32(c.get("warmup_steps") or 0)
+
+    def cosine(t: jax.Array, peak: Any) -> jax.Array:
+        decayed = (1 - alpha) * (0.5 * (1 + jnp.cos(f32(np.pi) * (t / decay_steps)))) + alpha
+        return peak * decayed
+
+    if target is None:
+        return lambda count: cosine(jnp.minimum(step(count), decay_steps), lr0)
+    target = f32(target)
+
+    def warm_cosine(count: Any) -> jax.Array:
+        t = jnp.minimum(step(count), decay_steps + warmup)
+        rising = (target - lr0) * (t / warmup) + lr0
+        return jnp.where(t < warmup, rising, cosine(t - warmup, target))
+
+    return warm_cosine
