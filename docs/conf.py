@@ -1,8 +1,10 @@
 """Sphinx configuration of the optax_rmsprop documentation.
 
-Build: ``sphinx-build -W --keep-going -j auto docs docs/_build/html`` (``tests/test_docs.py``
-runs it, with ``-E``). Everything a page shows that a program computes is computed here, at
-build time, and nothing of it is committed:
+Build: ``sphinx-build -E -W --keep-going -j auto docs docs/_build/html`` (the README's command;
+``tests/test_docs.py`` runs it). It needs nothing beside the checkout and no network: the data
+the notebooks train on in their small mode ships in the package (``optax_rmsprop/data/``).
+Everything a page shows that a program computes is computed here, at build time, and nothing of
+it is committed:
 
 - the tour (``python -m optax_rmsprop --out ...``) runs once, before the pages are read; its
   printed output and plots land in ``docs/_build/generated/tour/``;
@@ -12,8 +14,10 @@ build time, and nothing of it is committed:
   a snippet that raises, or an ``assert`` in one that fails, fails the build.
 
 Execution is forced on every read (``nb_execution_mode = "force"``): a cache keyed on the
-notebook's text would keep outputs computed by an older version of the library. For quick
-local rebuilds pass ``-D nb_execution_mode=cache`` (or ``off``).
+notebook's text would keep outputs computed by an older version of the library. And every build
+reads every page again (``docs/_ext/reread_every_page.py``, as ``-E`` does), so a page that
+failed once is executed again rather than kept. For quick local rebuilds pass
+``-D nb_execution_mode=off`` (or ``cache``).
 
 Maths renders with the MathJax 3 copy that the ``sphinx-mathjax-offline`` package ships: the
 site loads no script from the network.
@@ -39,6 +43,7 @@ import optax_rmsprop  # noqa: E402
 os.environ["OPTAX_RMSPROP_FAST"] = "1"
 os.environ["OPTAX_RMSPROP_OUTPUT"] = str(GENERATED / "notebook_files")
 os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ["TQDM_DISABLE"] = "1"  # no progress bars in the rendered notebooks
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 # ipykernel's kernelspec starts `python`: let that be this interpreter.
 os.environ["PATH"] = os.pathsep.join([str(pathlib.Path(sys.executable).parent), os.environ["PATH"]])
@@ -55,6 +60,7 @@ extensions = [
     "sphinx_copybutton",
     "myst_nb",  # Markdown (MyST) pages, notebooks, and executed {code-cell}s
     "optax_rmsprop_docs",  # docs/_ext: runs the tour, copies the notebooks
+    "reread_every_page",  # docs/_ext: no page survives a rebuild unread
 ]
 
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
@@ -67,7 +73,7 @@ root_doc = "index"
 nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(optax|jax|jnp|np|numpy|jaxlib|flax|torch|keras)(\..*)?"),
-    (r"py:.*", r"(typing|collections\.abc)\..*"),
+    (r"py:.*", r"(typing|collections\.abc|os|pathlib)\..*"),
     (
         r"py:class",
         r"(Any|Callable|NamedTuple|Sequence|int|float|bool|str|bytes|tuple|list|dict|"

@@ -31,6 +31,7 @@ SCREENSHOTS = DOCS / "_build" / "screenshots"
 BUILD_TIMEOUT_S = 900
 
 pytest.importorskip("sphinx", reason="the docs extra: pip install -e '.[docs]'")
+pytestmark = pytest.mark.slow  # every test here builds docs
 
 
 def _sphinx(*args: str, cwd: pathlib.Path = ROOT, timeout: int = BUILD_TIMEOUT_S):
@@ -86,6 +87,7 @@ PAGES = [
     "porting/d2l.html",
     "light_state.html",
     "many_devices.html",
+    "checkpointing.html",
     "benchmarks.html",
     "notebooks/index.html",
     *(f"notebooks/{path.stem}.html" for path in sorted((ROOT / "colab").glob("*.ipynb"))),
@@ -99,6 +101,7 @@ def test_every_page_is_built_without_error_boxes(site):
         assert 'class="problematic"' not in page, name  # unresolved inline markup
         assert "Traceback" not in page, name  # a cell's error output
         assert "output traceback" not in page, name  # myst-nb's class for error outputs
+        assert not re.search(r"\d+/\d+ \[[\d:]+<|it/s\]", page), name  # tqdm's progress bars
 
 
 def test_no_page_loads_a_script_from_the_network(site):
@@ -165,6 +168,22 @@ def test_notebooks_are_rendered_with_their_outputs(site):
             assert "cell_output" in _page(site, name), name
 
 
+def test_checkpointing_page_resumes_every_state(site):
+    text = _text(_page(site, "checkpointing.html"))
+    assert "RMSPropState at step 4" in text and "resumed bit for bit: True" in text
+    for name in ("plain", "momentum", "centered + momentum", "8-bit nu + momentum"):
+        assert f"{name}: resumed bit for bit" in text, name
+    assert "'nu': 'QuantizedArray'" in text
+    assert "TypeError:" in text  # a state restored without a target
+    assert "resumed on the 2 x 4 mesh bit for bit: True" in text
+
+
+def test_fashion_mnist_notebooks_say_they_used_the_package_subset(site):
+    for name in ("d2l_rmsprop", "flax_nnx_fashion_mnist", "memory"):
+        text = _text(_page(site, f"notebooks/{name}.html"))
+        assert "Fashion-MNIST, the package's subset: 5000 training and 1000 test images" in text
+
+
 def test_benchmark_plots_are_included(site):
     page = _page(site, "benchmarks.html")
     for plot in ("step_time.png", "ratios.png", "bandwidth.png"):
@@ -211,6 +230,53 @@ def test_a_failing_cell_fails_the_build(tmp_path):
     done = _sphinx("-W", "--keep-going", "-q", str(tmp_path), str(tmp_path / "_build"), timeout=300)
     assert done.returncode != 0
     assert "this guide's claim is wrong" in done.stdout + done.stderr
+
+
+def test_a_rebuild_executes_a_page_that_failed_before(tmp_path):
+    """Built with the docs' extensions for re-reading and execution: a page that failed for
+    want of a file fails the first build; once the file exists, the same command, without
+    ``-E`` and with the page unchanged, executes it again and succeeds."""
+    settings = {
+        name: value
+        for name, value in _conf_values().items()
+        if name.startswith("nb_") or name in ("source_suffix", "nitpicky")
+    }
+    source = tmp_path / "source"  # myst-nb writes beside the output folder: keep it apart
+    source.mkdir()
+    (source / "conf.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(DOCS / '_ext')!r})\n"
+        'extensions = ["myst_nb", "reread_every_page"]\n'
+        + "".join(f"{name} = {value!r}\n" for name, value in settings.items())
+    )
+    data = tmp_path / "data.txt"
+    (source / "index.md").write_text(
+        textwrap.dedent(
+            f"""\
+            ---
+            file_format: mystnb
+            kernelspec:
+              name: python3
+              display_name: Python 3
+              language: python
+            ---
+
+            # A guide
+
+            ```{{code-cell}} ipython3
+            import pathlib
+            print("the data says", pathlib.Path({str(data)!r}).read_text())
+            ```
+            """
+        )
+    )
+    build = ("-W", "--keep-going", "-q", str(source), str(tmp_path / "out" / "html"))
+    first = _sphinx(*build, timeout=300)
+    assert first.returncode != 0 and "FileNotFoundError" in first.stdout + first.stderr
+    data.write_text("hello")
+    second = _sphinx(*build, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    page = (tmp_path / "out" / "html" / "index.html").read_text()
+    assert "the data says hello" in page and "Traceback" not in page
 
 
 def _conf_values() -> dict:
@@ -297,7 +363,7 @@ def test_browser_index_page(site, tmp_path):
     _assert_no_error_boxes(dom)
     text = _text(dom)
     assert "RMSProp for JAX as one optax GradientTransformation" in text
-    assert "sphinx-build -W --keep-going" in text
+    assert "sphinx-build -E -W --keep-going" in text
     for entry in ("Getting started", "The update rule", "Porting guides", "API reference"):
         assert entry in text, entry
     _screenshot(tmp_path, site / "index.html", "index")

@@ -2,7 +2,10 @@
 
 Each notebook executes in a fresh ``python3`` kernel with ``OPTAX_RMSPROP_FAST=1`` (small runs), its
 figures and GIFs written under ``tmp_path`` (``OPTAX_RMSPROP_OUTPUT``), from ``colab/`` as working
-directory, with the checkout on ``PYTHONPATH``. The committed files must carry no outputs.
+directory, with the checkout on ``PYTHONPATH``. The committed files must carry no outputs. The
+small mode needs no data beside the checkout: the airfoil file and a Fashion-MNIST subset ship in
+the package (``optax_rmsprop/data/``). Each Colab badge and install cell names the repository
+that ``pyproject.toml``'s ``[project.urls] Source`` names.
 """
 
 import math
@@ -10,6 +13,7 @@ import os
 import pathlib
 import re
 import sys
+import tomllib
 
 import nbformat
 import pytest
@@ -18,10 +22,9 @@ from PIL import Image
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COLAB = ROOT / "colab"
-FASHION_MNIST = pathlib.Path(
-    os.environ.get("OPTAX_RMSPROP_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
-)
+SOURCE = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Source"]
 CELL_TIMEOUT_S = 300
+SUBSET = "Fashion-MNIST, the package's subset: 5000 training and 1000 test images"
 
 
 def _floats(pattern: str, text: str) -> list[float]:
@@ -100,7 +103,7 @@ CHECKS = {
     "sweep_with_vmap": check_sweep_with_vmap,
     "memory": check_memory,
 }
-NEEDS_FASHION_MNIST = {"d2l_rmsprop", "flax_nnx_fashion_mnist", "memory"}
+USES_FASHION_MNIST = {"d2l_rmsprop", "flax_nnx_fashion_mnist", "memory"}
 
 
 def _read(name: str) -> nbformat.NotebookNode:
@@ -111,28 +114,54 @@ def test_every_notebook_is_checked():
     assert sorted(path.stem for path in COLAB.glob("*.ipynb")) == sorted(CHECKS)
 
 
+def _colab_links(text: str) -> list[str]:
+    return re.findall(r"https://colab\.research\.google\.com/github/[^\s)\"'>]+", text)
+
+
+def test_the_source_address_is_a_github_repository():
+    assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", SOURCE), SOURCE
+
+
 @pytest.mark.parametrize("name", sorted(CHECKS))
 def test_notebook_is_committed_clean(name):
-    """Colab badge first, a Colab-only install cell, form fields, and no outputs."""
+    """Colab badge first, a Colab-only install cell, form fields, and no outputs; the badge
+    and the install name the repository at pyproject.toml's Source address, and no other."""
     nb = _read(name)
     nbformat.validate(nb)
     first, install = nb.cells[0], nb.cells[1]
     assert first.cell_type == "markdown"
-    assert (
-        "https://colab.research.google.com/github/optax-rmsprop/optax_rmsprop/blob/main/"
-        f"colab/{name}.ipynb" in first.source
-    )
+    badge = SOURCE.replace("https://github.com/", "https://colab.research.google.com/github/")
+    assert "[![Open In Colab]" in first.source
+    assert _colab_links(first.source) == [f"{badge}/blob/main/colab/{name}.ipynb"]
+    text = "".join(cell.source for cell in nb.cells)
+    assert _colab_links(text) == _colab_links(first.source)
     assert install.cell_type == "code" and '"google.colab" in sys.modules' in install.source
+    installs = re.findall(r"git\+https://[^\s\"']+", text)
+    assert installs == [f"git+{SOURCE}"], installs
     assert "# @param" in "".join(cell.source for cell in nb.cells)
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
 
 
+def test_docs_pages_link_to_colab_at_the_source_address():
+    """Pages and the README that link to Colab point at the notebooks of that repository."""
+    badge = SOURCE.replace("https://github.com/", "https://colab.research.google.com/github/")
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    for page in pages:
+        if "_build" in page.parts:
+            continue
+        for link in _colab_links(page.read_text()):
+            assert re.fullmatch(re.escape(badge) + r"/blob/main/colab/\w+\.ipynb", link), (
+                page,
+                link,
+            )
+            assert (ROOT / link.removeprefix(f"{badge}/blob/main/")).is_file(), (page, link)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CHECKS))
 def test_notebook_runs(name, tmp_path, monkeypatch):
-    if name in NEEDS_FASHION_MNIST and not (FASHION_MNIST / "t10k-labels-idx1-ubyte.gz").is_file():
-        pytest.fail(f"Fashion-MNIST not in {FASHION_MNIST}: apt-get install dataset-fashion-mnist")
     monkeypatch.setenv("OPTAX_RMSPROP_FAST", "1")
     monkeypatch.setenv("OPTAX_RMSPROP_OUTPUT", str(tmp_path))
     monkeypatch.setenv(
@@ -156,3 +185,5 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
         if output.output_type == "stream" and output.name == "stdout"
     )
     CHECKS[name](text, tmp_path)
+    # The small mode reads the package's Fashion-MNIST subset and says so.
+    assert (SUBSET in text) == (name in USES_FASHION_MNIST), name
