@@ -81,17 +81,49 @@ def _complex_least_squares(seed=1):
     return params0, grad
 
 
-# torch's parameters, in order, and how each is laid out there: torch.nn.Linear keeps its
-# weight as (out, in), so leaf "w" is torch parameter 0 transposed.
-TORCH_LAYOUT = {"real": (("w", (1, 0)), ("b", None)), "complex": (("z", None),)}
-LEAF_MAPS = {"real": {"w": interop.Leaf(0, axes=(1, 0)), "b": 1}, "complex": None}
+def _conv_least_squares(seed=2):
+    """A conv kernel k (H, W, I, O) = (2, 3, 4, 5), JAX's layout, used as the linear map
+    from the 24 values of an (H, W, I) patch to O outputs: ``½ mean ‖X vec(k) + b − Y‖²``."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(32, 24)).astype(np.float32)
+    k_true = rng.normal(size=(24, 5))
+    y = (x @ k_true + 0.1 * rng.normal(size=(32, 5))).astype(np.float32)
+    params0 = {
+        "k": (k_true + 3 * rng.choice([-1.0, 1.0], size=(24, 5))).astype(np.float32),
+        "b": np.full(5, 1.5, np.float32),
+    }
+    params0["k"] = params0["k"].reshape(2, 3, 4, 5)
+
+    def grad(p):
+        r = x @ p["k"].reshape(24, 5) + p["b"] - y
+        return {"k": ((x.T @ r) / np.float32(len(x))).reshape(2, 3, 4, 5), "b": r.mean(axis=0)}
+
+    return params0, grad
+
+
+# torch's parameters, in order, and the permutation that turns each from torch's layout
+# into JAX's (as interop.Leaf's axes): torch.nn.Linear keeps its weight as (out, in), so
+# leaf "w" is torch parameter 0 transposed; torch.nn.Conv2d keeps (O, I, H, W) where JAX
+# keeps (H, W, I, O), a permutation that is not its own inverse.
+TORCH_LAYOUT = {
+    "real": (("w", (1, 0)), ("b", None)),
+    "complex": (("z", None),),
+    "conv": (("k", (2, 3, 1, 0)), ("b", None)),
+}
+LEAF_MAPS = {
+    "real": {"w": interop.Leaf(0, axes=(1, 0)), "b": 1},
+    "complex": None,
+    "conv": {"k": interop.Leaf(0, axes=(2, 3, 1, 0)), "b": 1},
+}
+
+
+def _torch_array(x, axes):
+    return np.ascontiguousarray(x if axes is None else x.transpose(np.argsort(axes)))
 
 
 def _to_torch_layout(params, layout):
     return [
-        torch.tensor(np.ascontiguousarray(params[k] if axes is None else params[k].transpose(axes)))
-        .clone()
-        .requires_grad_(True)
+        torch.tensor(_torch_array(params[k], axes)).clone().requires_grad_(True)
         for k, axes in layout
     ]
 
@@ -100,7 +132,7 @@ def _from_torch_layout(tensors, layout):
     out = {}
     for t, (k, axes) in zip(tensors, layout, strict=True):
         x = t.detach().numpy().copy()
-        out[k] = x if axes is None else x.transpose(np.argsort(axes))
+        out[k] = x if axes is None else x.transpose(axes)
     return out
 
 
@@ -109,7 +141,7 @@ def _torch_steps(optimizer, tensors, layout, grad, steps):
     for _ in range(steps):
         g = grad(_from_torch_layout(tensors, layout))
         for t, (k, axes) in zip(tensors, layout, strict=True):
-            t.grad = torch.from_numpy(np.ascontiguousarray(g[k] if axes is None else g[k].T))
+            t.grad = torch.from_numpy(_torch_array(g[k], axes))
         optimizer.step()
         trajectory.append(_from_torch_layout(tensors, layout))
     return trajectory
@@ -178,6 +210,11 @@ TORCH_CASES = {
         ),
     ),
     "two_groups": ("real", 1.0, lambda ts: torch.optim.RMSprop(_groups(ts), alpha=0.9, eps=1e-2)),
+    "conv-centered-momentum": (
+        "conv",
+        1.0,
+        lambda ts: torch.optim.RMSprop(ts, **TORCH_BASE, momentum=0.9, centered=True),
+    ),
     "complex-momentum": (
         "complex",
         1.0,
@@ -187,6 +224,8 @@ TORCH_CASES = {
 
 
 def _problem(kind, sign):
+    if kind == "conv":
+        return _conv_least_squares()
     return _least_squares(sign) if kind == "real" else _complex_least_squares()
 
 
@@ -283,6 +322,33 @@ def test_torch_round_trip_is_exact():
             assert back["state"][index][key].dtype == value.dtype, (index, key)
             torch.testing.assert_close(back["state"][index][key], value, rtol=0, atol=0)
     optimizer.load_state_dict(back)  # torch takes it
+
+
+def test_conv_kernels_take_the_permutation_one_way_and_its_inverse_back():
+    """A Conv2d weight (O, I, H, W) is the leaf (H, W, I, O): from_torch applies Leaf.axes
+    (2, 3, 1, 0), to_torch its inverse (3, 2, 0, 1). With all four sizes equal a wrong
+    inverse keeps the shape, so only the values can tell: both are checked exactly."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 3, kernel_size=3, bias=False)
+    optimizer = torch.optim.RMSprop(conv.parameters(), **TORCH_BASE, momentum=0.9, centered=True)
+    for _ in range(3):
+        conv.weight.grad = torch.randn_like(conv.weight)
+        optimizer.step()
+    checkpoint = copy.deepcopy(optimizer.state_dict())
+    kernel = conv.weight.detach().numpy().transpose(2, 3, 1, 0)  # HWIO
+    leaf_map = {"kernel": interop.Leaf(0, axes=(2, 3, 1, 0))}
+    tx, state = interop.from_torch(checkpoint, {"kernel": kernel}, leaf_map=leaf_map)
+    for field, name in (("nu", "square_avg"), ("mu", "grad_avg"), ("momentum", "momentum_buffer")):
+        theirs = checkpoint["state"][0][name]
+        assert len(set(theirs.shape)) == 1 and not torch.equal(theirs, theirs.permute(3, 2, 0, 1))
+        np.testing.assert_array_equal(
+            getattr(state, field)["kernel"], theirs.permute(2, 3, 1, 0).numpy(), err_msg=field
+        )
+    back = interop.to_torch(
+        state, tx, {"kernel": kernel}, param_groups=optimizer.param_groups, leaf_map=leaf_map
+    )
+    for name, value in checkpoint["state"][0].items():
+        torch.testing.assert_close(back["state"][0][name], value, rtol=0, atol=0, msg=name)
 
 
 def test_torch_complex_buffers_are_pairs():
