@@ -9,10 +9,12 @@ with XLA's dump on; each kernel's object file is disassembled (``objdump``) and 
 (the backward jump spanning the most vector instructions) counted, divided by the elements
 one pass of the loop handles (from its index step and the addressing scale). The sum over
 the step's kernels is instructions per parameter. CPU only (XLA:CPU writes object files);
-the numbers depend on the CPU's vector extensions, which the report names.
+the numbers depend on the CPU's vector extensions and on XLA's version.
 
-Writes ``instructions.json`` and ``instructions.md`` into ``benchmarks/results/``.
-Not a test module (pytest collects nothing here).
+Writes this machine's counts into ``benchmarks/results/instructions.json``, one run per set of
+vector extensions (a run on other extensions is kept beside it), then ``render.py`` writes
+``instructions.md``. ``tests/test_cost.py`` runs this script and checks that no variant's
+count rose above the stored run for the same extensions and jax. Not a test module.
 """
 
 from __future__ import annotations
@@ -34,38 +36,33 @@ os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to={DUM
 import jax  # noqa: E402 - after XLA_FLAGS
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
-from common import machine_info, machine_line  # noqa: E402
+from common import VARIANTS, jitted_step, machine_info, write_json  # noqa: E402
 
 import optax_rmsprop  # noqa: E402
 
 N = 1 << 22  # parameters: one float32 leaf
 DECAY = 0.999
-VARIANTS: dict[str, dict[str, Any]] = {
-    "plain": {},
-    "momentum": {"momentum": 0.9},
-    "nesterov": {"momentum": 0.9, "nesterov": True},
-    "centered": {"centered": True},
-    "centered+momentum": {"centered": True, "momentum": 0.9},
-    "eps_outside": {"eps_in_sqrt": False},
-    "bias_correction": {"bias_correction": True},
-    "bias_correction+eps_outside": {"bias_correction": True, "eps_in_sqrt": False},
-}
+FLOAT32_VARIANTS = (
+    "plain",
+    "momentum",
+    "nesterov",
+    "centered",
+    "centered+momentum",
+    "eps_outside",
+    "bias_correction",
+    "bias_correction+eps_outside",
+)
 INSTRUCTION = re.compile(r"^\s+([0-9a-f]+):\t(\S+)\s*(.*)$")
 JUMP = re.compile(r"^j\w+$")
 INDEXED = re.compile(r"\(%\w+,%(\w+),([1248])\)")
 STEP = re.compile(r"^\$(-?0x[0-9a-f]+),%(\w+)$")
 
 
-def compile_step(name: str, lib: Any, kwargs: dict[str, Any]) -> None:
+def compile_named(name: str, lib: Any, kwargs: dict[str, Any]) -> None:
     tx = lib.rmsprop(1e-3, decay=DECAY, eps=1e-8, **kwargs)
-
-    def step(params, state, grads):
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
-
-    step.__name__ = name  # the dump's module is named after it
-    params = jnp.zeros((N,), jnp.float32)
-    jax.jit(step, donate_argnums=(0, 1)).lower(params, tx.init(params), params).compile()
+    params = jax.ShapeDtypeStruct((N,), jnp.float32)
+    step = jitted_step(tx, name)  # the dump's module is named after it
+    step.lower(params, jax.eval_shape(tx.init, params), params).compile()
 
 
 def hot_loop(obj: Path) -> dict[str, Any] | None:
@@ -113,64 +110,38 @@ def count(name: str) -> dict[str, Any]:
     return {"kernels": kernels, "per_param": sum(k["per_param"] for k in kernels.values())}
 
 
-def vector_extensions() -> str:
-    try:
-        flags = next(
-            line.split(":", 1)[1].split()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("flags")
-        )
-    except (OSError, StopIteration):
-        return "unknown"
-    return ", ".join(f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f") if f in flags)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--variants", nargs="+", choices=FLOAT32_VARIANTS, default=FLOAT32_VARIANTS)
+    parser.add_argument("--no-render", dest="render", action="store_false")
     cfg = parser.parse_args(argv)
     if jax.default_backend() != "cpu":
         print("instructions.py counts XLA:CPU's object files: run it on the CPU", file=sys.stderr)
         return 1
     rows = []
-    for variant, kwargs in VARIANTS.items():
+    for variant in cfg.variants:
         key = re.sub(r"\W", "_", variant)
         for impl, lib in (("ours", optax_rmsprop), ("optax", optax)):
-            compile_step(f"{impl}_{key}", lib, kwargs)
+            compile_named(f"{impl}_{key}", lib, VARIANTS[variant])
         ours, theirs = count(f"ours_{key}"), count(f"optax_{key}")
-        rows.append({"variant": variant, "options": kwargs, "ours": ours, "optax": theirs})
+        rows.append(
+            {"variant": variant, "options": VARIANTS[variant], "ours": ours, "optax": theirs}
+        )
         print(f"{variant}: ours {ours['per_param']:.3f}, optax {theirs['per_param']:.3f}")
 
     info = machine_info()
-    info["vector_extensions"] = vector_extensions()
-    lines = [
-        "# Instructions per parameter in the compiled step",
-        "",
-        f"Machine: {machine_line(info)}; vector extensions: {info['vector_extensions']}.",
-        f"`jit(update + apply_updates)` over one float32 leaf of {N} parameters, decay {DECAY}; "
-        "each kernel's hot loop, instructions per element, summed over the step's kernels "
-        "(`python benchmarks/instructions.py`).",
-        "",
-        "| variant | ours | optax | ours/optax | ours per kernel (largest first) "
-        "| optax per kernel |",
-        "|---|---:|---:|---:|---|---|",
-    ]
-    for r in rows:
+    path = cfg.out / "instructions.json"
+    payload = json.loads(path.read_text()) if path.exists() else {}
+    payload = {"benchmark": "instructions per parameter", "runs": payload.get("runs", {})}
+    run = {"machine": info, "parameters": N, "decay": DECAY, "rows": rows}
+    payload["runs"][info["vector_extensions"]] = run
+    write_json(path, payload)
+    print(f"wrote {path}")
+    if cfg.render:
+        import render
 
-        def kernels(c: dict[str, Any]) -> str:
-            per_kernel = sorted((k["per_param"] for k in c["kernels"].values()), reverse=True)
-            return ", ".join(f"{x:.2f}" for x in per_kernel)
-
-        lines.append(
-            f"| {r['variant']} | {r['ours']['per_param']:.3f} | {r['optax']['per_param']:.3f} "
-            f"| {r['ours']['per_param'] / r['optax']['per_param']:.2f} | {kernels(r['ours'])} "
-            f"| {kernels(r['optax'])} |"
-        )
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    (cfg.out / "instructions.md").write_text("\n".join(lines) + "\n")
-    payload = {"benchmark": "instructions per parameter", "machine": info, "rows": rows}
-    (cfg.out / "instructions.json").write_text(json.dumps(payload, indent=1) + "\n")
-    print("\n".join(lines))
+        print(f"wrote {render.render(path)[0]}")
     return 0
 
 

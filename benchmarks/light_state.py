@@ -28,7 +28,8 @@ float32 state, and the optimizer state's bytes per parameter
   matter (with rounding to nearest, a leaky average that moves by less than half a code
   per step stays put; stochastic rounding follows it on average).
 
-Writes ``benchmarks/results/light_state.json`` and ``.md`` with the machine it ran on.
+Writes ``benchmarks/results/light_state.json`` with the machine it ran on; ``render.py`` makes
+``light_state.md`` from it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gzip
-import json
 import math
 import os
 import sys
@@ -49,13 +49,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from common import machine_info, machine_line  # benchmarks/common.py: run as a script
+import render
+from common import RESULTS, VARIANTS, machine_info, write_json
 
 import optax_rmsprop
 from optax_rmsprop import datasets, presets
 from optax_rmsprop.quantize import Int8, QuantizedArray
 
-RESULTS = Path(__file__).resolve().parent / "results"
 FASHION_MNIST = Path(
     os.environ.get("OPTAX_RMSPROP_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
 )
@@ -290,11 +290,8 @@ def memory_table() -> dict[str, dict[str, float]]:
         },
     }
     table = {}
-    for variant, kwargs in {
-        "plain": {},
-        "momentum": {"momentum": 0.9},
-        "centered+momentum": {"centered": True, "momentum": 0.9},
-    }.items():
+    for variant in ("plain", "momentum", "centered+momentum"):
+        kwargs = VARIANTS[variant]
         table[variant] = {}
         for label, extra in {
             "float32": {},
@@ -308,56 +305,6 @@ def memory_table() -> dict[str, dict[str, float]]:
             table[variant][label] = round(size.bytes_per_param, 4)
     table["num_params"] = sum(math.prod(x.shape) for x in jax.tree.leaves(params))
     return table
-
-
-def markdown(results: dict[str, Any]) -> str:
-    lines = [
-        "# Light optimizer state: final loss and memory",
-        "",
-        f"Machine: {machine_line(results['machine'])}. "
-        f"Produced by `python benchmarks/light_state.py{' --quick' if results['quick'] else ''}`"
-        f" in {results['seconds']:.0f} s.",
-        "",
-        "Mean final loss over seeds (± standard deviation across seeds), relative gap of the "
-        "mean to float32 state, and the optimizer state's bytes per parameter.",
-        "",
-        "| problem | nu | final loss | gap to float32 | state bytes/param | 8-bit leaves |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, problem in results["problems"].items():
-        for state_name, row in problem["states"].items():
-            gap = "—" if state_name == "float32" else f"{100 * row['gap_to_float32']:+.2f}%"
-            extra = ""
-            if "test_accuracy" in row["metrics"]:
-                extra = f" (test acc. {np.mean(row['metrics']['test_accuracy']):.4f})"
-            lines.append(
-                f"| {name} | {state_name} | {row['mean']:.5f} ± {row['std']:.5f}{extra} | "
-                f"{gap} | {row['bytes_per_param']:.3f} | {row['quantized_leaves']} |"
-            )
-    lines += ["", "Problems:", ""]
-    for name, problem in results["problems"].items():
-        lines.append(
-            f"* **{name}**: {problem['description']}; {problem['seeds']} seeds, "
-            f"{problem['steps']} steps."
-        )
-    memory = results["memory"]
-    lines += [
-        "",
-        f"State bytes per parameter for a {memory['num_params'] / 1e9:.2f}B-parameter "
-        "float32 model (transformer shapes, `state_size` on `jax.ShapeDtypeStruct`s):",
-        "",
-        "| variant | float32 | bfloat16 nu | int8 nu | int8 nu, bfloat16 mu |",
-        "|---|---|---|---|---|",
-    ]
-    for variant, row in memory.items():
-        if variant == "num_params":
-            continue
-        cells = [
-            f"{row[k]:.3f}" if k in row else "—"
-            for k in ("float32", "bfloat16 nu", "int8 nu", "int8 nu, bfloat16 mu")
-        ]
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -400,12 +347,10 @@ def main(argv: list[str] | None = None) -> int:
     results["memory"] = memory_table()
     results["seconds"] = time.perf_counter() - start
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    suffix = "_quick" if args.quick else ""
-    (args.out / f"light_state{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
-    text = markdown(results)
-    (args.out / f"light_state{suffix}.md").write_text(text)
-    print(text)
+    path = args.out / f"light_state{'_quick' if args.quick else ''}.json"
+    write_json(path, results)
+    for written in render.render(path):
+        print(written.read_text())
     return 0
 
 

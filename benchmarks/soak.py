@@ -25,10 +25,7 @@ check failed.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -37,10 +34,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
+from common import RESULTS, machine_info, write_json  # benchmarks/common.py: run as a script
 
 import optax_rmsprop
 
-RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
 NU_DTYPES = {"none": None, "bfloat16": jnp.bfloat16, "int8": optax_rmsprop.Int8(min_size=8)}
 
 
@@ -72,24 +69,12 @@ def all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.asarray(leaves))
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "optax": optax.__version__,
-        "device": str(jax.devices()[0]),
-        "cpu_count": os.cpu_count(),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1_000_000, help="optimizer steps")
     parser.add_argument("--chunk", type=int, default=10_000, help="steps per jitted scan")
     parser.add_argument("--nu-dtype", choices=NU_DTYPES, default="none", help="storage of v")
-    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON file to write")
+    parser.add_argument("--output", type=Path, default=RESULTS / "soak.json", help="JSON file")
     args = parser.parse_args(argv)
     if args.steps % args.chunk:
         parser.error("--steps must be a multiple of --chunk")
@@ -167,10 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": seconds,
         "steps_per_second": int(state.count) / seconds,
         "failures": failures,
-        "machine": machine(),
+        "machine": machine_info(),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.output, result)
     print(
         f"{int(state.count):,} steps in {seconds:.1f} s ({result['steps_per_second']:,.0f}/s); "
         f"held-out loss {initial_loss:.4f} -> {final_loss:.5f}; "

@@ -12,34 +12,40 @@ shapes only, ours and ``optax.rmsprop``'s, and compared on:
 * compiled temporary memory (``compiled.memory_analysis()``): not above optax's;
 * the 8-bit state reads and writes fewer bytes than the float32 one;
 * state bytes per parameter (``optax_rmsprop.state_size``): 4 for float32, 2 for
-  bfloat16, at most 1.02 for int8 on large leaves.
+  bfloat16, at most 1.02 for int8 on large leaves;
+* (slow) bytes accessed on the benchmark's own workloads, and instructions per parameter in
+  the compiled loop not above the run stored in ``benchmarks/results/instructions.json``.
 
 A fused float32 step must read the params, the gradient and ``nu`` and write the
 params and ``nu``: 20 bytes/param (momentum +8, centered +8); XLA:CPU fuses no
 multi-output loops, so there optax's plain step moves 28. The timings are in
-``benchmarks/run.py``. Where the 8-bit or bfloat16 step costs more than optax's on
+``benchmarks/run.py``, whose variants, workloads and step this file imports from
+``benchmarks/common.py``. Where the 8-bit or bfloat16 step costs more than optax's on
 XLA:CPU today, the test is an expected failure (``strict``: it fails once the step
 gets cheaper, so the mark comes off).
 """
 
 import functools
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import optax_rmsprop
 
-VARIANTS = {
-    "plain": {},
-    "momentum": {"momentum": 0.9},
-    "centered-momentum": {"centered": True, "momentum": 0.9},
-    "int8": {"nu_dtype": "int8"},
-    "bf16": {"nu_dtype": jnp.bfloat16},
-}
-STATE_ONLY = ("nu_dtype",)  # optax.rmsprop has no narrower state: its reference is float32
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+_spec = importlib.util.spec_from_file_location("benchmarks_common", BENCHMARKS / "common.py")
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+
+VARIANTS = ("plain", "momentum", "centered+momentum", "int8", "bf16")  # benchmarks/run.py's
 
 TREES = {
     "leaf-1M": {"w": (1024, 1024)},
@@ -70,31 +76,20 @@ def _shapes(tree):
 
 
 def _ours(variant):
-    return optax_rmsprop.rmsprop(1e-3, **VARIANTS[variant])
+    return common.transformations(variant)["ours"]
 
 
 def _theirs(variant):
-    kwargs = {k: v for k, v in VARIANTS[variant].items() if k not in STATE_ONLY}
-    return optax.rmsprop(1e-3, **kwargs)
+    return common.transformations(variant)["optax"]
 
 
 @functools.cache
 def _cost(library, variant, tree):
     """XLA's accounting of the compiled ``jit(update + apply_updates)``, params and state
     donated, compiled from shapes only (nothing is allocated)."""
-    tx = _ours(variant) if library == "ours" else _theirs(variant)
-
-    def step(params, state, grads):
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
-
-    params = _shapes(TREES[tree])
-    state = jax.eval_shape(tx.init, params)
-    compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, params).compile()
-    cost = compiled.cost_analysis()
-    if isinstance(cost, (list, tuple)):  # older jax: one dict per computation
-        cost = cost[0]
-    return cost["bytes accessed"], compiled.memory_analysis()
+    tx = common.transformations(variant)[library]
+    compiled = common.compile_step(tx, _shapes(TREES[tree]))
+    return common.xla_cost(compiled)["bytes_accessed"], compiled.memory_analysis()
 
 
 def _cases(marks_for):
@@ -109,6 +104,20 @@ def _cases(marks_for):
 def test_bytes_accessed_not_above_optax(variant, tree):
     ours, _ = _cost("ours", variant, tree)
     theirs, _ = _cost("optax", variant, tree)
+    assert ours <= theirs + SLACK_BYTES, (ours, theirs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("workload", list(common.WORKLOADS))
+def test_bytes_accessed_not_above_optax_on_the_benchmark_workloads(workload, variant):
+    """The suite's own trees (up to 28M parameters and 1000 leaves), from shapes: a minute
+    or more of compiling on a CPU."""
+    params = common.abstract(common.WORKLOADS[workload]())
+    ours, theirs = (
+        common.xla_cost(common.compile_step(tx, params))["bytes_accessed"]
+        for tx in common.transformations(variant).values()
+    )
     assert ours <= theirs + SLACK_BYTES, (ours, theirs)
 
 
@@ -153,7 +162,7 @@ def test_state_bytes_per_param(variant, per_param):
     assert optax_rmsprop.state_size(_theirs(variant), params).bytes_per_param == 4.0
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_leaves_of_one_signature_share_one_trace(variant):
     """Tracing cost grows with the kinds of leaves, not their number: the update of each
     leaf is a call of one traced function per (shape, dtype), which XLA inlines. (A
@@ -167,6 +176,34 @@ def test_leaves_of_one_signature_share_one_trace(variant):
     bodies = {id(eqn.params["jaxpr"].jaxpr) for eqn in calls}
     assert len(calls) == len(params), [eqn.primitive.name for eqn in jaxpr.jaxpr.eqns]
     assert len(bodies) == 2, len(bodies)  # one for the 40 kernels, one for the bias
+
+
+def _instruction_counts(run):
+    return {r["variant"]: (r["ours"]["per_param"], r["optax"]["per_param"]) for r in run["rows"]}
+
+
+@pytest.mark.slow
+def test_instructions_per_parameter_not_above_the_stored_run(tmp_path):
+    """``benchmarks/instructions.py`` on this machine: no variant's compiled loops take more
+    instructions per parameter than in the run stored for the same vector extensions and jax,
+    so a change to the rule cannot lengthen the step unseen. optax's counts must equal the
+    stored ones: they show that the compiler and the counting are the same as then."""
+    if jax.default_backend() != "cpu" or shutil.which("objdump") is None:
+        pytest.skip("counts XLA:CPU's object files with objdump")
+    stored = json.loads((BENCHMARKS / "results" / "instructions.json").read_text())["runs"]
+    extensions = common.vector_extensions()
+    if extensions not in stored or stored[extensions]["machine"]["jax"] != jax.__version__:
+        pytest.skip(f"no stored run for vector extensions {extensions!r}, jax {jax.__version__}")
+    command = [sys.executable, str(BENCHMARKS / "instructions.py"), "--out", str(tmp_path)]
+    subprocess.run([*command, "--no-render"], check=True, capture_output=True, timeout=900)
+    now = _instruction_counts(
+        json.loads((tmp_path / "instructions.json").read_text())["runs"][extensions]
+    )
+    before = _instruction_counts(stored[extensions])
+    assert now.keys() == before.keys()
+    assert {v: c[1] for v, c in now.items()} == {v: c[1] for v, c in before.items()}
+    longer = {v: (before[v][0], c[0]) for v, c in now.items() if c[0] > before[v][0]}
+    assert not longer, f"ours: (stored, now) instructions per parameter: {longer}"
 
 
 MOMENTUM_RULES = {  # rmsprop's arguments; whether the update is the new momentum itself
