@@ -2,8 +2,9 @@
 
 (a) The 2-D trace of f = 0.1 x₁² + 2 x₂², from scratch and with ``presets.d2l``.
 (b) The airfoil linear regression of ``train_ch11`` (from scratch) and
-    ``train_concise_ch11`` (the framework optimizers), as ../shared/REFERENCE.md lines 12-13
-    report them, with ``presets.d2l``, ``presets.torch`` and ``presets.keras``.
+    ``train_concise_ch11`` (the framework optimizers), as the book prints them
+    (https://d2l.ai/chapter_optimization/rmsprop.html), with ``presets.d2l``, ``presets.torch``
+    and ``presets.keras``.
 """
 
 import math
@@ -19,7 +20,7 @@ import torch
 from optax_rmsprop import presets
 
 # ---------------------------------------------------------------------------
-# (a) The 2-D trace: eta 0.4, gamma 0.9, 20 steps from (-5, -2) (REFERENCE.md line 12).
+# (a) The 2-D trace: eta 0.4, gamma 0.9, 20 steps from (-5, -2) (the book, section 11.8.2).
 
 BOOK_TRACE = "epoch 20, x1: -0.010599, x2: 0.000000"
 

@@ -24,10 +24,7 @@
 
 from __future__ import annotations
 
-import gzip
 import math
-import os
-import pathlib
 from typing import Any
 
 import jax
@@ -37,12 +34,9 @@ import optax
 import pytest
 
 import optax_rmsprop
-from optax_rmsprop import presets, quantize
+from optax_rmsprop import datasets, presets, quantize
 from optax_rmsprop.quantize import Int8, QuantizedArray
 
-FASHION_MNIST = pathlib.Path(
-    os.environ.get("OPTAX_RMSPROP_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
-)
 BIG = (1024, 1024)  # a leaf large enough that the per-block scales and the count are small
 
 
@@ -1127,17 +1121,10 @@ MLP_SEEDS, MLP_STEPS, MLP_TRAIN, MLP_HIDDEN, MLP_BATCH = 6, 200, 5000, 32, 128
 
 
 def load_fashion_mnist(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``n`` training images (standardized, flat float32) and labels (int32)."""
-    arrays = []
-    for kind, offset in (("images-idx3", 16), ("labels-idx1", 8)):
-        path = FASHION_MNIST / f"train-{kind}-ubyte.gz"
-        if not path.is_file():
-            pytest.fail(
-                f"Fashion-MNIST not in {FASHION_MNIST}: apt-get install dataset-fashion-mnist"
-            )
-        with gzip.open(path) as f:
-            arrays.append(np.frombuffer(f.read(), np.uint8, offset=offset))
-    images, labels = arrays
+    """The first ``n`` training images (standardized, flat float32) and labels (int32), from
+    the package's subset (the first 5000 of the full set's, tests/test_datasets.py checks)."""
+    images, labels = datasets.load_fashion_mnist("train", subset=True)
+    assert n <= len(labels), n
     x = images.reshape(len(labels), 784)[:n] / 255.0
     return ((x - x.mean()) / x.std()).astype(np.float32), labels[:n].astype(np.int32)
 
