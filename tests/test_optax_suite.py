@@ -84,6 +84,7 @@ def _normalize(test_id: str) -> str:
     return f"{'.'.join(parts[start:-1])}::{parts[-1]}::{name}"
 
 
+@pytest.mark.slow  # runs optax's own test files in two subprocesses
 def test_every_optax_rmsprop_test_that_passes_with_optax_passes_with_ours(tmp_path):
     theirs, _ = _run(tmp_path, substitute=False)
     ours, calls = _run(tmp_path, substitute=True)
