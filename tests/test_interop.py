@@ -493,6 +493,249 @@ def test_keras_leaves_by_nested_path_and_by_leaf_map():
     assert by_path.nu["bias"].shape == (3,) and by_map.nu["y"].shape == (3,)
 
 
+# Keras models: variables matched to leaves by path, whatever the order.
+
+
+def _dense_model(kind):
+    """A two-layer model whose layers' names sort against their order (z before a), all
+    kernels (3, 3) and biases (3,), so that leaves taken in the wrong order fit their
+    shapes. Returns the model and, per layer in model order, its leaf's path in params."""
+    if kind == "sequential":
+        layers = [keras.layers.Dense(3, name="z"), keras.layers.Dense(3, name="a")]
+        return keras.Sequential([keras.Input((3,)), *layers]), [("z",), ("a",)]
+    if kind == "functional":
+        x = keras.Input((3,))
+        y = keras.layers.Dense(3, name="a")(keras.layers.Dense(3, name="z")(x))
+        return keras.Model(x, y), [("z",), ("a",)]
+    inner = keras.Sequential([keras.layers.Dense(3, name="z")], name="inner")
+    model = keras.Sequential([keras.Input((3,)), inner, keras.layers.Dense(3, name="a")])
+    return model, [("inner", "z"), ("a",)]
+
+
+def _model_problem(where, seed=3):
+    """``½ mean ‖tanh(X K₀ + b₀) K₁ + b₁ − Y‖²`` over the layers in model order, with params
+    keyed by the layers' paths; the gradient by jax.grad at the given (NumPy) params."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(16, 3)).astype(np.float32)
+    y = rng.normal(size=(16, 3)).astype(np.float32)
+
+    def get(p, path):
+        for key in path:
+            p = p[key]
+        return p
+
+    def loss(p):
+        h = jnp.tanh(x @ get(p, where[0])["kernel"] + get(p, where[0])["bias"])
+        return 0.5 * jnp.mean(
+            jnp.sum((h @ get(p, where[1])["kernel"] + get(p, where[1])["bias"] - y) ** 2, -1)
+        )
+
+    def grad(p):
+        return jax.tree.map(np.asarray, jax.grad(loss)(jax.tree.map(jnp.asarray, p)))
+
+    return grad
+
+
+def _model_variables(model, where):
+    """The model's variables by the path of their leaf in params."""
+    out = {}
+    for k, path in enumerate(where):
+        kernel, bias = model.trainable_variables[2 * k : 2 * k + 2]
+        out[(*path, "kernel")], out[(*path, "bias")] = kernel, bias
+    return out
+
+
+def _nested(flat):
+    out = {}
+    for path, value in flat.items():
+        d = out
+        for key in path[:-1]:
+            d = d.setdefault(key, {})
+        d[path[-1]] = value
+    return out
+
+
+def _keras_model_steps(optimizer, variables, grad, steps):
+    trajectory = []
+    for _ in range(steps):
+        g = grad(_nested({k: np.asarray(v.value) for k, v in variables.items()}))
+        flat_g = {k: _get(g, k) for k in variables}
+        optimizer.apply_gradients([(jnp.asarray(flat_g[k]), v) for k, v in variables.items()])
+        trajectory.append(_nested({k: np.array(v.value) for k, v in variables.items()}))
+    return trajectory
+
+
+def _get(tree, path):
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+def _jax_tree_steps(tx, state, params, grad, steps):
+    params = jax.tree.map(jnp.asarray, params)
+    trajectory = []
+    for _ in range(steps):
+        g = grad(jax.tree.map(np.asarray, params))
+        updates, state = tx.update(jax.tree.map(jnp.asarray, g), state, params)
+        params = optax.apply_updates(params, updates)
+        trajectory.append(jax.tree.map(np.asarray, params))
+    return trajectory, state
+
+
+def _assert_same_trees(ours, theirs):
+    for step, (a, b) in enumerate(zip(ours, theirs, strict=True), start=1):
+        assert jax.tree.structure(a) == jax.tree.structure(b)
+        for (path, x), y in zip(
+            jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b), strict=True
+        ):
+            np.testing.assert_allclose(
+                x,
+                y,
+                rtol=RTOL,
+                atol=ATOL,
+                err_msg=f"params{jax.tree_util.keystr(path)}, step {step}",
+            )
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional", "nested"])
+def test_from_keras_matches_a_models_variables_by_path(kind):
+    """Each leaf gets its own variable's slots (checked value by value, with layer names that
+    sort against the layers' order), and the run continues as Keras's."""
+    keras.utils.set_random_seed(0)
+    model, where = _dense_model(kind)
+    grad = _model_problem(where)
+    variables = _model_variables(model, where)
+    optimizer = keras.optimizers.RMSprop(**KERAS_BASE, momentum=0.9, centered=True)
+    _keras_model_steps(optimizer, variables, grad, K)
+    params_k = _nested({k: np.array(v.value) for k, v in variables.items()})
+    tx, state = interop.from_keras(optimizer, params_k)
+
+    slots = {v.name: np.asarray(v.value) for v in optimizer.variables}
+    for path, variable in variables.items():
+        base = variable.path.replace("/", "_")
+        for field, suffix, sign in (
+            ("nu", "velocity", 1),
+            ("mu", "average_gradient", 1),
+            ("momentum", "momentum", -1),
+        ):
+            np.testing.assert_array_equal(
+                _get(getattr(state, field), path),
+                sign * slots[f"{base}_{suffix}"],
+                err_msg=str(path),
+            )
+    z, a = variables[(*where[0], "kernel")], variables[(*where[1], "kernel")]
+    assert not np.array_equal(
+        slots[z.path.replace("/", "_") + "_velocity"], slots[a.path.replace("/", "_") + "_velocity"]
+    )
+
+    theirs = _keras_model_steps(optimizer, variables, grad, N)
+    ours, _ = _jax_tree_steps(tx, state, params_k, grad, N)
+    _assert_same_trees(ours, theirs)
+
+
+@pytest.mark.parametrize("kind", ["sequential", "nested"])
+def test_to_keras_writes_a_models_slots_by_path(kind):
+    """A JAX run (a preset's tx) continued by Keras on a model: each leaf's buffers land on
+    its own variable's slots, and from_keras's tx round-trips them bit for bit."""
+    keras.utils.set_random_seed(1)
+    model, where = _dense_model(kind)
+    grad = _model_problem(where)
+    variables = _model_variables(model, where)
+    params0 = _nested({k: np.array(v.value) for k, v in variables.items()})
+    kwargs = dict(KERAS_BASE, momentum=0.9, centered=True)
+    tx = presets.keras(**kwargs)
+    trajectory, state = _jax_tree_steps(
+        tx, tx.init(jax.tree.map(jnp.asarray, params0)), params0, grad, K
+    )
+    params_k = trajectory[-1]
+    ours, _ = _jax_tree_steps(tx, state, params_k, grad, N)
+
+    for k, v in variables.items():
+        v.assign(_get(params_k, k))
+    optimizer = keras.optimizers.RMSprop(**kwargs)
+    optimizer.build(model.trainable_variables)
+    interop.to_keras(state, tx, params_k, optimizer)
+    other_tx, other_state = interop.from_keras(optimizer, params_k)
+    for a, b in zip(jax.tree.leaves(other_state), jax.tree.leaves(state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    again = keras.optimizers.RMSprop(**kwargs)
+    again.build(model.trainable_variables)
+    interop.to_keras(other_state, other_tx, params_k, again)
+    for a, b in zip(again.variables, optimizer.variables, strict=True):
+        np.testing.assert_array_equal(np.asarray(a.value), np.asarray(b.value), err_msg=a.name)
+
+    theirs = _keras_model_steps(optimizer, variables, grad, N)
+    _assert_same_trees(ours, theirs)
+
+
+def test_keras_paths_that_do_not_match_are_refused_by_name():
+    keras.utils.set_random_seed(2)
+    model, where = _dense_model("sequential")
+    optimizer = keras.optimizers.RMSprop()
+    optimizer.build(model.trainable_variables)
+    params = _nested({k: np.array(v.value) for k, v in _model_variables(model, where).items()})
+    renamed = {"z": params["z"], "b": params["a"]}  # "b" is no layer's name
+    with pytest.raises(
+        ValueError,
+        match=r"params\['b'\]\['bias'\] \(path 'b/bias'\) matches no Keras variable"
+        r".*'sequential\w*/a/bias'",
+    ):
+        interop.from_keras(optimizer, renamed)
+    with pytest.raises(ValueError, match=r"params\['b'\]\['bias'\].*matches no Keras variable"):
+        interop.to_keras(presets.keras().init(renamed), presets.keras(), renamed, optimizer)
+    with pytest.raises(ValueError, match=r"Keras variable 'sequential\w*/a/bias' goes to no leaf"):
+        interop.from_keras(optimizer, {"z": params["z"], "a": {"kernel": params["a"]["kernel"]}})
+    with pytest.raises(
+        ValueError,
+        match=r"params\['bias'\] \(path 'bias'\) matches 2 Keras variables: "
+        r"\['sequential\w*/z/bias', 'sequential\w*/a/bias'\]",
+    ):
+        interop.from_keras(optimizer, {"bias": params["a"]["bias"]})
+
+    # Two layers called "z", in two nested models: a path matches both.
+    twins = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.Sequential([keras.layers.Dense(3, name="z")], name="p"),
+            keras.Sequential([keras.layers.Dense(3, name="z")], name="q"),
+        ]
+    )
+    both = keras.optimizers.RMSprop()
+    both.build(twins.trainable_variables)
+    z = {"z": {"kernel": np.zeros((3, 3), np.float32), "bias": np.zeros(3, np.float32)}}
+    with pytest.raises(
+        ValueError,
+        match=r"params\['z'\]\['bias'\].*matches 2 Keras variables: "
+        r"\['sequential\w*/p/z/bias', 'sequential\w*/q/z/bias'\]",
+    ):
+        interop.from_keras(both, z)
+    interop.from_keras(both, {"p": z, "q": z})  # the models' names tell them apart
+
+
+def test_keras_matches_by_order_only_when_asked():
+    """match='order' takes the variables in the optimizer's order (Keras's layer order: z,
+    then a), which a list of leaves in that order fits; a dict of layers is flattened a
+    before z, and taking it in order is refused as soon as a shape does not fit."""
+    keras.utils.set_random_seed(3)
+    model, where = _dense_model("sequential")
+    optimizer = keras.optimizers.RMSprop(**KERAS_BASE)
+    variables = _model_variables(model, where)
+    _keras_model_steps(optimizer, variables, _model_problem(where), 2)
+    params = _nested({k: np.array(v.value) for k, v in variables.items()})
+    _, by_path = interop.from_keras(optimizer, params)
+    z, a = params["z"], params["a"]
+    listed = [z["kernel"], z["bias"], a["kernel"], a["bias"]]
+    with pytest.raises(ValueError, match=r"params\[0\] \(path '0'\) matches no Keras variable"):
+        interop.from_keras(optimizer, listed)
+    _, in_order = interop.from_keras(optimizer, listed, match="order")
+    for j, leaf in enumerate([("z", "kernel"), ("z", "bias"), ("a", "kernel"), ("a", "bias")]):
+        np.testing.assert_array_equal(in_order.nu[j], _get(by_path.nu, leaf))
+    with pytest.raises(
+        ValueError, match=r"params\['a'\]\['bias'\] \(keras variable '\w+/z/kernel'\)"
+    ):
+        interop.from_keras(optimizer, params, match="order")
+
+
 # ---------------------------------------------------------------------------
 # What cannot map.
 
