@@ -3,10 +3,11 @@
 As a new user would have it: ``git clone`` of this checkout's committed HEAD (uncommitted
 changes are not in it) into an empty temporary folder, with no ``../shared`` beside it,
 ``OPTAX_RMSPROP_FASHION_MNIST`` pointing at an empty folder and ``OPTAX_RMSPROP_AIRFOIL``
-unset. The "fresh venv" is ``python -m venv --system-site-packages`` plus
-``pip install --no-deps --no-build-isolation -e <clone>``: it sees this environment's
-packages (so nothing is downloaded and the test runs offline), while ``optax_rmsprop`` is
-imported from the clone. There
+unset. The "fresh venv" is ``python -m venv --system-site-packages --without-pip`` plus
+``pip --python <venv> install --no-deps --no-build-isolation -e <clone>`` (this environment's
+pip and setuptools; a venv's own bundled setuptools may be too old for pyproject.toml): it sees
+this environment's packages, so nothing is downloaded and the test runs offline, while
+``optax_rmsprop`` is imported from the clone. There
 
 (a) the README's docs command (taken from the README, ``-W`` included) builds, and no page
     holds a traceback;
@@ -65,11 +66,14 @@ def test_fresh_clone_builds_docs_and_passes_data_tests(tmp_path):
 
     venv = tmp_path / "venv"
     subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
+        check=True,
+        timeout=300,
     )
     python = str(venv / "bin" / "python")
-    install = [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
-    subprocess.run([*install, "-e", str(clone)], check=True, timeout=600, cwd=tmp_path)
+    install = [sys.executable, "-m", "pip", "--python", python, "install", "--quiet"]
+    install += ["--no-deps", "--no-build-isolation", "--no-index", "-e", str(clone)]
+    subprocess.run(install, check=True, timeout=600, cwd=tmp_path)
 
     env = {
         key: value
