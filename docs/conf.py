@@ -123,7 +123,8 @@ html_title = f"optax_rmsprop {release}"
 _MATHJAX = importlib.util.find_spec("sphinx-mathjax-offline")
 if _MATHJAX is None or _MATHJAX.origin is None:
     raise ImportError("the docs need sphinx-mathjax-offline: pip install -e '.[docs]'")
-html_static_path = [str(pathlib.Path(_MATHJAX.origin).parent / "static")]
+html_static_path = [str(pathlib.Path(_MATHJAX.origin).parent / "static"), "_static"]
+html_css_files = ["maths.css"]  # docs/_static: no scrollbar beside multi-line formulas
 mathjax_path = "mathjax/tex-chtml.js"
 # textmacros: \_ and friends inside \text{}, as LaTeX takes them (the docstrings use them).
 mathjax3_config = {

@@ -746,7 +746,8 @@ def rmsprop(
         b_t &\leftarrow -\eta_t s_t + \mu_t b_{t-1},\; u_t = b_t
           \text{ (nesterov: } u_t = -\eta_t s_t + \mu_t b_t) \\
         b_t &\leftarrow s_t + \mu_t b_{t-1},\; u_t = -\eta_t b_t
-          \text{ (lr\_in\_momentum=False; nesterov: } u_t = -\eta_t(s_t + \mu_t b_t)) \\
+          \text{ (lr\_in\_momentum=False;} \\
+          &\qquad \text{nesterov: } u_t = -\eta_t(s_t + \mu_t b_t)) \\
         u_t &\leftarrow -\eta_t s_t \text{ (no momentum)} \\
         u_t &\leftarrow u_t - \eta_t \lambda_t \theta_{t-1}
           \text{ (decoupled weight decay)}

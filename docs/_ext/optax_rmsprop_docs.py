@@ -81,13 +81,51 @@ def on_builder_inited(app: Sphinx) -> None:
     copy_notebooks()
 
 
+# The type aliases a signature names, as the source writes them. optax reads the real
+# annotations of the package's functions, so the source keeps them objects, not strings, and
+# autodoc_type_aliases (which only maps strings) cannot shorten them: autodoc writes each out
+# in full, and optax.ScalarOrSchedule fills some fifteen lines of rmsprop's signature.
+# on_process_signature puts the names back. optax.Updates and optax.Params are one object;
+# an argument called params shows the second name.
+def _aliases() -> list[tuple[str, str]]:
+    """(expansion, name) pairs, longest expansion first, in each of autodoc's modes."""
+    import jax
+    import optax
+    from sphinx.util.typing import stringify_annotation
+
+    aliases = {
+        "optax.ScalarOrSchedule": optax.ScalarOrSchedule,
+        "optax.Schedule": optax.Schedule,
+        "optax.Updates": optax.Updates,
+        "jax.typing.ArrayLike": jax.typing.ArrayLike,
+        "jax.typing.DTypeLike": jax.typing.DTypeLike,
+    }
+    pairs = {
+        stringify_annotation(alias, mode): name
+        for name, alias in aliases.items()
+        for mode in ("smart", "fully-qualified-except-typing", "fully-qualified")
+    }
+    return sorted(pairs.items(), key=lambda pair: -len(pair[0]))
+
+
+def name_aliases(text: str) -> str:
+    """A signature with each written-out alias replaced by its name."""
+    text = ALIAS_REF.sub(r"\1", text)  # Sphinx 9: a string alias inside a union
+    for expansion, name in _ALIASES:
+        if name == "optax.Updates":
+            text = text.replace(f"params: {expansion}", "params: optax.Params")
+        text = text.replace(expansion, name)
+    return text
+
+
+_ALIASES = _aliases()
+
+
 def on_process_signature(app, what, name, obj, options, signature, return_annotation):
-    """``optax.ScalarOrSchedule | None`` as written: Sphinx 9 shows an alias (conf.py's
-    ``autodoc_type_aliases``) inside a union as ``TypeAliasForwardRef('...')``."""
+    del app, what, name, obj, options
     if signature is None:
         return None
-    fix = lambda text: text and ALIAS_REF.sub(r"\1", text)  # noqa: E731
-    return fix(signature), fix(return_annotation)
+    return name_aliases(signature), return_annotation and name_aliases(return_annotation)
 
 
 def setup(app: Sphinx) -> dict:
