@@ -107,7 +107,8 @@ def test_fresh_clone_builds_docs_and_passes_data_tests(tmp_path):
         stderr=subprocess.STDOUT,
     )
     tests = subprocess.Popen(
-        [python, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *DATA_TESTS],
+        [python, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *DATA_TESTS]
+        + ["--basetemp", str(tmp_path / "basetemp")],  # not beside this run's: pytest prunes those
         cwd=clone,
         env=env,
         stdout=(logs / "tests.log").open("w"),
