@@ -121,7 +121,7 @@ def test_getting_started_shows_the_tour(site):
 
 def test_api_page_lists_every_public_name(site):
     import optax_rmsprop
-    from optax_rmsprop import interop, presets, quantize, sharding
+    from optax_rmsprop import datasets, interop, presets, quantize, sharding
 
     page = _page(site, "api.html")
     names = [
@@ -133,7 +133,8 @@ def test_api_page_lists_every_public_name(site):
     names += [f"optax_rmsprop.quantize.{n}" for n in quantize.__all__ if n != "Int8"]
     names += [f"optax_rmsprop.sharding.{n}" for n in sharding.__all__]
     names += [f"optax_rmsprop.interop.{n}" for n in interop.__all__]
-    for module in ("presets", "quantize", "sharding", "interop"):
+    names += [f"optax_rmsprop.datasets.{n}" for n in datasets.__all__]
+    for module in ("presets", "quantize", "sharding", "interop", "datasets"):
         names.append(f"module-optax_rmsprop.{module}")
     for name in names:
         assert f'id="{name}"' in page, name
@@ -356,6 +357,58 @@ def _assert_no_error_boxes(dom: str) -> None:
     assert "Traceback" not in _text(dom)
 
 
+# Run in the page once MathJax has typeset it: the size of each display formula's box against
+# what it holds, for the formula and each ancestor that could scroll or clip it, and the height
+# of rmsprop's signature in lines. Written into the DOM, which --dump-dom returns.
+MEASURE = """<script>
+window.addEventListener("load", function wait() {
+  if (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) return setTimeout(wait, 50);
+  MathJax.startup.promise.then(() => {
+    const boxes = [];
+    for (const c of document.querySelectorAll('mjx-container[display="true"]')) {
+      for (let e = c; e && e !== document.body; e = e.parentElement) {
+        const css = getComputedStyle(e);
+        if (e === c || css.overflowX !== "visible" || css.overflowY !== "visible")
+          boxes.push({formula: c.textContent.slice(0, 40), element: e.tagName + "." + e.className,
+                      scrollWidth: e.scrollWidth, clientWidth: e.clientWidth,
+                      scrollHeight: e.scrollHeight, clientHeight: e.clientHeight});
+      }
+    }
+    const dt = document.getElementById("optax_rmsprop.rmsprop");
+    const signature = dt && {text: dt.textContent, height: dt.getBoundingClientRect().height,
+                             lineHeight: parseFloat(getComputedStyle(dt).lineHeight)};
+    const pre = document.createElement("pre");
+    pre.id = "measured";
+    pre.textContent = JSON.stringify({boxes, signature});
+    document.body.appendChild(pre);
+  });
+});
+</script>"""
+
+
+def _measure(tmp_path, page: pathlib.Path, width: int = 1280) -> dict:
+    """MEASURE's findings for a copy of ``page`` (beside it, so its scripts load) at ``width``."""
+    import json
+
+    copy = page.with_name(f"_measure_{page.name}")
+    copy.write_text(page.read_text().replace("</body>", MEASURE + "</body>"))
+    try:
+        dom = _chromium(tmp_path, f"--window-size={width},2000", "--dump-dom", copy.as_uri())
+    finally:
+        copy.unlink()
+    found = re.search(r'<pre id="measured">(.*?)</pre>', dom, re.S)
+    assert found, "MathJax did not finish typesetting"
+    return json.loads(html.unescape(found.group(1)))
+
+
+def _assert_maths_fit(measured: dict) -> None:
+    """No display formula is wider or taller than its box: nothing cut off, no scrollbar."""
+    assert measured["boxes"], "no display formula"
+    for box in measured["boxes"]:
+        assert box["scrollWidth"] <= box["clientWidth"] + 1, box
+        assert box["scrollHeight"] <= box["clientHeight"] + 1, box
+
+
 @needs_chromium
 def test_browser_index_page(site, tmp_path):
     dom = _dom(tmp_path, site / "index.html")
@@ -389,7 +442,31 @@ def test_browser_api_page(site, tmp_path):
         assert parameter in signature.group(1), (parameter, signature.group(1))
     for name in ("optax_rmsprop.presets.torch(", "optax_rmsprop.sharding.state_shardings("):
         assert name in text.replace(" ", ""), name
+    # at 1280 px: the aliases by name, the signature a few lines, the maths whole
+    measured = _measure(tmp_path, site / "api.html")
+    signature = measured["signature"]
+    for parameter in ("learning_rate", "decay", "eps", "momentum", "weight_decay"):
+        assert re.search(rf"\b{parameter}: optax\.ScalarOrSchedule\b", signature["text"]), parameter
+    assert "Callable[" not in signature["text"]
+    assert signature["height"] <= 10 * signature["lineHeight"], signature
+    _assert_maths_fit(measured)
     _screenshot(tmp_path, site / "api.html", "api")
+
+
+@needs_chromium
+def test_browser_maths_check_finds_a_formula_too_wide(site, tmp_path):
+    """The negative control of _assert_maths_fit: a formula wider than the page fails it."""
+    page = site / "_too_wide.html"
+    wide = " + ".join(f"x_{{{i}}}" for i in range(120))
+    page.write_text(
+        _page(site, "api.html").replace("<h1>", f"<div class='math'>\\[{wide}\\]</div><h1>", 1)
+    )
+    try:
+        measured = _measure(tmp_path, page)
+    finally:
+        page.unlink()
+    with pytest.raises(AssertionError):
+        _assert_maths_fit(measured)
 
 
 @needs_chromium
@@ -397,6 +474,7 @@ def test_browser_update_rule_and_a_notebook(site, tmp_path):
     dom = _dom(tmp_path, site / "update_rule.html")
     _assert_maths_rendered(dom, at_least=10)
     _assert_no_error_boxes(dom)
+    _assert_maths_fit(_measure(tmp_path, site / "update_rule.html"))
     _screenshot(tmp_path, site / "update_rule.html", "update_rule")
     dom = _dom(tmp_path, site / "notebooks" / "d2l_rmsprop.html")
     _assert_maths_rendered(dom, at_least=2)
