@@ -7,15 +7,22 @@ framework's, to float32 rounding. They only set the arguments of
 clipping optax already has). The keyword-only ``nu_dtype`` and ``mu_dtype`` (and
 ``weight_decay_mask`` where the framework has weight decay) are passed on to it.
 
-============  ===========  ==========  ===========  ==============  ==============
-preset        ε            v₀          lr/momentum  weight decay    complex
-============  ===========  ==========  ===========  ==============  ==============
-``torch``     outside √    0           outside      coupled (L2)    (re, im) pairs
-``keras``     inside √     0           inside       decoupled       \\|g\\|²
-``tf1``       inside √     1           inside       none            \\|g\\|²
-``gluon``     inside √     0           inside       coupled (L2)    \\|g\\|²
-``d2l``       inside √     0           no momentum  none            \\|g\\|²
-============  ===========  ==========  ===========  ==============  ==============
+===========================  ===============  ====  ============  =============  ==============
+preset                       ε                v₀    lr/momentum   weight decay   complex
+===========================  ===============  ====  ============  =============  ==============
+``torch``                    outside √        0     outside       coupled (L2)   (re, im) pairs
+``keras``                    inside √         0     inside        decoupled      \\|g\\|²
+``tf_keras``                 inside √         0     inside        decoupled      \\|g\\|²
+``tf_keras(legacy=True)``    outside √ [#]_   0     inside        none           \\|g\\|²
+``tf1``                      inside √         1     inside        none           \\|g\\|²
+``gluon``                    inside √         0     inside        coupled (L2)   \\|g\\|²
+``paddle``                   inside √         0     inside        coupled (L2)   \\|g\\|²
+``chainer``                  outside √        0     no momentum   none           \\|g\\|²
+``chainer_graves``           inside √         0     inside        none           \\|g\\|²
+``d2l``                      inside √         0     no momentum   none           \\|g\\|²
+===========================  ===============  ====  ============  =============  ==============
+
+.. [#] with momentum 0; inside √ with momentum, as TF1 but from v₀ = 0.
 """
 
 from __future__ import annotations
@@ -29,7 +36,17 @@ import optax
 
 from optax_rmsprop.core import rmsprop
 
-__all__ = ["d2l", "gluon", "keras", "tf1", "torch"]
+__all__ = [
+    "chainer",
+    "chainer_graves",
+    "d2l",
+    "gluon",
+    "keras",
+    "paddle",
+    "tf1",
+    "tf_keras",
+    "torch",
+]
 
 
 def _momentum_or_none(momentum: Any) -> Any:
@@ -131,6 +148,75 @@ def keras(
     )
 
 
+def tf_keras(
+    learning_rate: optax.ScalarOrSchedule = 0.001,
+    rho: optax.ScalarOrSchedule = 0.9,
+    momentum: optax.ScalarOrSchedule = 0.0,
+    epsilon: optax.ScalarOrSchedule | None = 1e-7,
+    centered: bool = False,
+    weight_decay: optax.ScalarOrSchedule | None = None,
+    *,
+    legacy: bool = False,
+    weight_decay_mask: Any = None,
+    nu_dtype: Any = None,
+    mu_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""``tf_keras.optimizers.RMSprop`` (Keras 2 for TensorFlow 2.16+), or with
+    ``legacy=True`` ``tf_keras.optimizers.legacy.RMSprop`` (``tf.keras`` before 2.11).
+
+    Matches, ``legacy=False``: the same rule as :func:`keras` (ε inside the root,
+    :math:`v_0 = 0`, ``learning_rate`` inside the momentum buffer, decoupled
+    ``weight_decay``).
+
+    Matches, ``legacy=True``: :math:`v_0 = 0` (TF1 starts at 1); with ``momentum``
+    0 the step is :math:`\eta g / (\sqrt{v} + \varepsilon)`, ε **outside** the
+    root; with ``momentum`` > 0 (or a schedule) it is TF1's kernel, ε inside the
+    root and ``learning_rate`` inside the buffer; ``epsilon`` of ``None`` or 0 is
+    the backend's 1e-7.
+
+    Cannot match: ``clipnorm``/``clipvalue``/``global_clipnorm`` (chain
+    :func:`optax.clip_by_global_norm` and friends before it), ``use_ema`` and
+    ``jit_compile``; the legacy optimizer's ``decay`` (give ``learning_rate`` as a
+    schedule) and its sparse updates, which decay only the rows a batch touches.
+    The legacy optimizer has no ``weight_decay``: passing one raises ``ValueError``.
+    """
+    if legacy:
+        if weight_decay is not None:
+            raise ValueError(
+                "weight_decay: tf_keras.optimizers.legacy.RMSprop has none; "
+                f"got {weight_decay!r} with legacy=True."
+            )
+        eps = (
+            1e-7
+            if epsilon is None or (isinstance(epsilon, (int, float)) and epsilon == 0)
+            else epsilon
+        )
+        momentum = _momentum_or_none(momentum)
+        return rmsprop(
+            learning_rate,
+            decay=rho,
+            eps=eps,
+            eps_in_sqrt=momentum is not None,
+            centered=centered,
+            momentum=momentum,
+            nu_dtype=nu_dtype,
+            mu_dtype=mu_dtype,
+        )
+    if epsilon is None:
+        raise ValueError("epsilon: None is allowed only with legacy=True.")
+    return keras(
+        learning_rate,
+        rho,
+        momentum,
+        epsilon,
+        centered,
+        weight_decay,
+        weight_decay_mask=weight_decay_mask,
+        nu_dtype=nu_dtype,
+        mu_dtype=mu_dtype,
+    )
+
+
 def tf1(
     learning_rate: optax.ScalarOrSchedule,
     decay: optax.ScalarOrSchedule = 0.9,
@@ -183,9 +269,13 @@ def _clip_weights(bound: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def _check_bound(name: str, value: Any) -> None:
-    if value is not None and not (np.ndim(value) == 0 and float(value) >= 0):
-        raise ValueError(f"{name} must be None or a number >= 0; got {value!r}.")
+def _clips(name: str, value: Any) -> bool:
+    """MXNet clips only for a value > 0: ``None``, 0 and negative values mean no clipping."""
+    if value is None:
+        return False
+    if np.ndim(value) != 0:
+        raise ValueError(f"{name} must be None or a number; got {value!r}.")
+    return float(value) > 0
 
 
 def gluon(
@@ -209,16 +299,16 @@ def gluon(
     ±``clip_gradient``; ε inside the root; non-centered it has no momentum
     (``gamma2`` is unused); centered it is Graves's variant with momentum
     ``gamma2`` and the learning rate inside the buffer; the new weights are
-    clipped to ±``clip_weights``. The Chinese edition of d2l uses it with
-    ``gamma1``.
+    clipped to ±``clip_weights``. As in MXNet, a clip value of ``None``, 0 or
+    less means no clipping. The Chinese edition of d2l uses it with ``gamma1``.
 
     Cannot match: per-parameter ``lr_mult``/``wd_mult`` (use
     :func:`optax.multi_transform`) and multi-precision master weights.
     Returns a single :func:`optax_rmsprop.rmsprop` when no rescaling or
     clipping is asked for, otherwise an :func:`optax.chain` around it.
     """
-    _check_bound("clip_gradient", clip_gradient)
-    _check_bound("clip_weights", clip_weights)
+    clip_gradient = clip_gradient if _clips("clip_gradient", clip_gradient) else None
+    clip_weights = clip_weights if _clips("clip_weights", clip_weights) else None
     core = dict(
         decay=gamma1,
         eps=epsilon,
@@ -240,6 +330,101 @@ def gluon(
     if clip_weights is not None:
         parts.append(_clip_weights(clip_weights))
     return optax.chain(*parts)
+
+
+def paddle(
+    learning_rate: optax.ScalarOrSchedule,
+    rho: optax.ScalarOrSchedule = 0.95,
+    epsilon: optax.ScalarOrSchedule = 1e-6,
+    momentum: optax.ScalarOrSchedule = 0.0,
+    centered: bool = False,
+    weight_decay: optax.ScalarOrSchedule | None = None,
+    *,
+    weight_decay_mask: Any = None,
+    nu_dtype: Any = None,
+    mu_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""``paddle.optimizer.RMSProp`` (Paddle 2.x and 3.x).
+
+    Matches: ε inside the root, :math:`v_0 = 0`, ``learning_rate`` inside the
+    momentum buffer (as :func:`keras`), Paddle's defaults ``rho=0.95``,
+    ``epsilon=1e-6``, and a float ``weight_decay`` as Paddle applies it, coupled
+    L2 (:math:`g + \lambda\theta`, as ``paddle.regularizer.L2Decay``).
+
+    Cannot match: ``paddle.regularizer.L1Decay`` (give ``L2Decay``'s ``coeff`` as
+    the number), ``grad_clip`` (chain :func:`optax.clip_by_global_norm` or
+    :func:`optax.clip` before it), per-parameter attributes (use
+    :func:`optax.multi_transform`) and multi-precision master weights.
+    """
+    return rmsprop(
+        learning_rate,
+        decay=rho,
+        eps=epsilon,
+        eps_in_sqrt=True,
+        centered=centered,
+        momentum=_momentum_or_none(momentum),
+        weight_decay=weight_decay,
+        weight_decay_mask=weight_decay_mask,
+        nu_dtype=nu_dtype,
+        mu_dtype=mu_dtype,
+    )
+
+
+def chainer(
+    lr: optax.ScalarOrSchedule = 0.01,
+    alpha: optax.ScalarOrSchedule = 0.99,
+    eps: optax.ScalarOrSchedule = 1e-8,
+    eps_inside_sqrt: bool = False,
+    *,
+    nu_dtype: Any = None,
+    mu_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""``chainer.optimizers.RMSprop`` (Chainer 7).
+
+    Matches: :math:`v_0 = 0`, no momentum, ε outside the root
+    (:math:`\eta g / (\sqrt{v} + \varepsilon)`) or, with
+    ``eps_inside_sqrt=True``, inside it.
+
+    Cannot match: optimizer hooks are not arguments here; chain their optax
+    counterparts before it (``WeightDecay(rate)``: :func:`optax.add_decayed_weights`;
+    ``GradientClipping``: :func:`optax.clip_by_global_norm`).
+    """
+    return rmsprop(
+        lr, decay=alpha, eps=eps, eps_in_sqrt=eps_inside_sqrt, nu_dtype=nu_dtype, mu_dtype=mu_dtype
+    )
+
+
+def chainer_graves(
+    lr: optax.ScalarOrSchedule = 1e-4,
+    alpha: optax.ScalarOrSchedule = 0.95,
+    momentum: optax.ScalarOrSchedule = 0.9,
+    eps: optax.ScalarOrSchedule = 1e-4,
+    *,
+    nu_dtype: Any = None,
+    mu_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""``chainer.optimizers.RMSpropGraves`` (Chainer 7), the variant of Graves
+    (2013) used by DQN ports such as chainerrl's.
+
+    Matches: centered, ε inside the root,
+    :math:`\Delta \leftarrow \mu\Delta - \eta g / \sqrt{v - \bar m^2 + \varepsilon}`
+    (``lr`` inside the momentum buffer), all state starting at 0, and its defaults.
+    The same rule as ``gluon(centered=True)`` under Chainer's names.
+
+    Cannot match: optimizer hooks, as in :func:`chainer`. The variance
+    :math:`v - \bar m^2` is clamped at zero here, so where Chainer would produce
+    NaN from rounding this stays finite.
+    """
+    return rmsprop(
+        lr,
+        decay=alpha,
+        eps=eps,
+        eps_in_sqrt=True,
+        centered=True,
+        momentum=_momentum_or_none(momentum),
+        nu_dtype=nu_dtype,
+        mu_dtype=mu_dtype,
+    )
 
 
 def d2l(
