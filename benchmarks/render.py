@@ -214,7 +214,7 @@ def suite_markdown(payload: dict[str, Any], by: Summaries) -> str:
     ]
     step, cost, compile_, names = [], [], [], []
     for (w, v), s in by.items():
-        ms, limit, aa, q = s["step_ms"], s["useful_bandwidth_fraction"], s["step_aa"], None
+        ms, limit, aa = s["step_ms"], s["useful_bandwidth_fraction"], s["step_aa"]
         q = s["step_ratio_per_round_quartiles"]
         names.append([w, v])
         step.append(
