@@ -179,7 +179,12 @@ def suite_markdown(payload: dict[str, Any], by: Summaries) -> str:
     copy_gbs = copy["bytes_moved"] / statistics.median(copy["times_s"]) / 1e9
     done = len(by)
     partial = "" if meta.get("complete", True) else f" Incomplete: {done} of its cases ran."
-    torch_on = {"cpu": "CPU", "cuda": "GPU (CUDA)"}.get(meta.get("torch_device", "cpu"))
+    torch = {
+        "cpu": "torch runs on the CPU, float32 state only, with the faster of its default "
+        f"thread count and 1 thread (per workload: {meta['torch_threads']}).",
+        "cuda": "torch runs on the GPU (CUDA), float32 state only.",
+        None: "torch was not run.",
+    }[meta.get("torch_device", "cpu")]
     header = [
         "# optax_rmsprop benchmarks",
         "",
@@ -189,18 +194,7 @@ def suite_markdown(payload: dict[str, Any], by: Summaries) -> str:
         f"Mode: {meta['mode']}; {meta['rounds']} interleaved rounds for step times, "
         f"{meta['eager_rounds']} for eager, {meta['compile_reps']} compile repetitions; "
         f"medians, and ratios of medians. Wall time {meta['wall_s']:.0f} s.{partial}",
-        "Reference for `int8` and `bf16` is optax's plain (float32) `rmsprop`. "
-        + (
-            f"torch runs on the {torch_on}, float32 state only"
-            + (
-                ", with the faster of its default thread count and 1 thread "
-                f"(per workload: {meta['torch_threads']})."
-                if torch_on == "CPU"
-                else "."
-            )
-            if torch_on
-            else "torch was not run."
-        ),
+        f"Reference for `int8` and `bf16` is optax's plain (float32) `rmsprop`. {torch}",
         "Each step is compiled twice, each copy with buffers of its own (where a copy's buffers "
         "lie moves its time by a few per cent for the whole run): ours (ms) and optax (ms) are "
         "the mean of the two copies' medians, ours/optax the ratio of those sums; in brackets, "
