@@ -392,6 +392,120 @@ def test_from_torch_fills_a_given_tx():
     tx.update(jax.tree.map(jnp.asarray, grad(params)), state, params)  # a state tx accepts
 
 
+# PyTorch LR schedulers: the lr continues from the scheduler's position.
+
+LR = torch.optim.lr_scheduler
+# (optimizer, scheduler) makers; K + N = 50 steps, with each scheduler's changes on both
+# sides of the conversion at step K = 20.
+TORCH_SCHEDULERS = {
+    "StepLR": lambda o: LR.StepLR(o, step_size=7, gamma=0.5),
+    "MultiStepLR": lambda o: LR.MultiStepLR(o, milestones=[5, 30, 30, 41], gamma=0.5),
+    "ExponentialLR": lambda o: LR.ExponentialLR(o, gamma=0.95),
+    "CosineAnnealingLR": lambda o: LR.CosineAnnealingLR(o, T_max=35, eta_min=0.002),
+    "LinearLR": lambda o: LR.LinearLR(o, start_factor=0.1, end_factor=1.0, total_iters=30),
+    "OneCycleLR": lambda o: LR.OneCycleLR(o, max_lr=0.05, total_steps=K + N),  # cycles momentum
+    "OneCycleLR-linear-three_phase": lambda o: LR.OneCycleLR(
+        o,
+        0.05,
+        total_steps=K + N + 5,
+        anneal_strategy="linear",
+        three_phase=True,
+        cycle_momentum=False,
+    ),
+    "SequentialLR": lambda o: LR.SequentialLR(
+        o, [LR.LinearLR(o, 0.1, total_iters=5), LR.CosineAnnealingLR(o, T_max=30)], [10]
+    ),
+    "SequentialLR-milestones_after": lambda o: LR.SequentialLR(
+        o,
+        [
+            LR.OneCycleLR(o, 0.05, total_steps=25, cycle_momentum=False),
+            LR.ExponentialLR(o, 0.9),
+            LR.StepLR(o, 5, 0.5),
+        ],
+        [25, 35],
+    ),
+}
+# Ours is the closed form computed in float32 (a quotient, π·x, sin or exp, the products:
+# each a rounding of up to an ulp), torch's in float64 (recursively for some): 4 float32 ulp.
+LR_RTOL = 2.0**-21
+
+
+@pytest.mark.parametrize("groups", ["one_group", "two_groups"])
+@pytest.mark.parametrize("name", sorted(TORCH_SCHEDULERS))
+def test_from_torch_continues_the_scheduler(name, groups):
+    """Train K steps in torch under the scheduler, convert, continue N steps: every step's lr
+    (and OneCycleLR's momentum) is torch's, and the weights are torch's continuation."""
+    params0, grad = _least_squares()
+    layout = TORCH_LAYOUT["real"]
+    tensors = _to_torch_layout(params0, layout)
+    if groups == "one_group":
+        optimizer = torch.optim.RMSprop(tensors, **TORCH_BASE, momentum=0.9)
+    else:
+        optimizer = torch.optim.RMSprop(_groups(tensors), alpha=0.9, eps=1e-2)
+    scheduler = TORCH_SCHEDULERS[name](optimizer)
+
+    def steps(n):
+        trajectory, lrs = [], []
+        for _ in range(n):
+            lrs.append([(g["lr"], g["momentum"]) for g in optimizer.param_groups])
+            trajectory += _torch_steps(optimizer, tensors, layout, grad, 1)
+            scheduler.step()
+        return trajectory, lrs
+
+    steps(K)
+    params_k = _from_torch_layout(tensors, layout)
+    tx, state = interop.from_torch(
+        optimizer, params_k, scheduler=scheduler, leaf_map=LEAF_MAPS["real"]
+    )
+    checkpoint = copy.deepcopy((optimizer.state_dict(), scheduler.state_dict()))
+    theirs, lrs = steps(N)
+
+    schedules = interop.torch_schedules(checkpoint[1], checkpoint[0])
+    cycles = name == "OneCycleLR"
+    assert [sorted(s) for s in schedules] == [["lr", "momentum"] if cycles else ["lr"]] * len(
+        optimizer.param_groups
+    )
+    for i, step_lrs in enumerate(lrs):
+        for g, (lr, momentum) in enumerate(step_lrs):
+            np.testing.assert_allclose(
+                schedules[g]["lr"](K + i),
+                np.float32(lr),
+                rtol=LR_RTOL,
+                atol=0,
+                err_msg=f"group {g}, step {K + i}",
+            )
+            if cycles:
+                np.testing.assert_allclose(
+                    schedules[g]["momentum"](K + i), np.float32(momentum), rtol=LR_RTOL, atol=0
+                )
+    assert len({lr for step_lrs in lrs for lr, _ in step_lrs}) > 2  # the lr does change
+    ours, _ = _jax_steps(tx, state, params_k, grad, N)
+    _assert_same(ours, theirs)
+
+
+def test_from_torch_refuses_other_schedulers_by_name():
+    _, params = _torch_checkpoint()
+    tensors = _to_torch_layout(params, TORCH_LAYOUT["real"])
+    optimizer = torch.optim.RMSprop(tensors, **TORCH_BASE)
+    for make, name in (
+        (lambda: LR.CosineAnnealingWarmRestarts(optimizer, T_0=5), "CosineAnnealingWarmRestarts"),
+        (lambda: LR.ConstantLR(optimizer, factor=0.5), "ConstantLR"),
+        (lambda: LR.LambdaLR(optimizer, lambda e: 0.9**e), "LambdaLR"),
+    ):
+        scheduler = make()
+        for given in (scheduler, scheduler.state_dict()):
+            with pytest.raises(ValueError, match=rf"cannot carry a {name}.*optax schedule"):
+                interop.from_torch(optimizer, params, scheduler=given, leaf_map=LEAF_MAPS["real"])
+    with pytest.raises(ValueError, match="pass scheduler or tx, not both"):
+        interop.from_torch(
+            optimizer,
+            params,
+            scheduler=LR.StepLR(optimizer, 5),
+            tx=presets.torch(),
+            leaf_map=LEAF_MAPS["real"],
+        )
+
+
 # ---------------------------------------------------------------------------
 # Keras 3.
 

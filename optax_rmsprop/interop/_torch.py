@@ -57,10 +57,10 @@ def _numpy_of_tensor(x: Any) -> np.ndarray:
             x = getattr(x, method)()
     if hasattr(x, "numpy"):
         try:
-            return np.asarray(x.numpy())
+            return np.array(x.numpy())  # a copy: torch may step the tensor in place later
         except TypeError:  # bfloat16 has no NumPy dtype in torch
-            return np.asarray(x.float().numpy())
-    return np.asarray(x)
+            return np.array(x.float().numpy())
+    return np.array(x)
 
 
 def _hyperparameters(group: Mapping, g: int) -> dict:
@@ -509,10 +509,17 @@ def _scheduler_state(scheduler: Any) -> tuple[str, Mapping]:
     return name, state
 
 
-def _anneal(kind: str, start: float, end: float, pct: jax.Array) -> jax.Array:
+def _half_cos(e: jax.Array, a: float, b: float) -> jax.Array:
+    """(1 + cos(π (e − a) / (b − a))) / 2 at an int32 ``e``, as sin²(π/2 · (b − e)/(b − a)):
+    the same function, without 1 + cos's cancellation in float32 as it nears 0."""
+    return jnp.sin(jnp.pi / 2 * ((b - e.astype(jnp.float32)) / (b - a))) ** 2
+
+
+def _anneal(kind: str, start: float, end: float, e: jax.Array, a: float, b: float) -> jax.Array:
+    """OneCycleLR's anneal from ``start`` at step ``a`` to ``end`` at step ``b``."""
     if kind == "cos":
-        return end + (start - end) / 2.0 * (jnp.cos(jnp.pi * pct) + 1)
-    return (end - start) * pct + start
+        return end + (start - end) * _half_cos(e, a, b)
+    return (end - start) * ((e.astype(jnp.float32) - a) / (b - a)) + start
 
 
 def _one_cycle(sd: Mapping, group: Mapping, g: int, key: str) -> Callable[[jax.Array], jax.Array]:
@@ -531,12 +538,12 @@ def _one_cycle(sd: Mapping, group: Mapping, g: int, key: str) -> Callable[[jax.A
     total = int(sd["total_steps"])
 
     def value(e: jax.Array) -> jax.Array:
-        e = jnp.minimum(e, total).astype(jnp.float32)  # torch refuses steps past total_steps
+        e = jnp.minimum(e, total)  # torch refuses steps past total_steps
         out = jnp.zeros([], jnp.float32)
         start, done = 0.0, jnp.zeros([], bool)
         for i, (end, a, b) in enumerate(phases):
             here = ~done & ((e <= end) | (i == len(phases) - 1))
-            out = jnp.where(here, _anneal(kind, a, b, (e - start) / (end - start)), out)
+            out = jnp.where(here, _anneal(kind, a, b, e, start, end), out)
             done, start = done | here, end
         return out
 
@@ -547,28 +554,24 @@ def _closed_form(name: str, sd: Mapping, group: Mapping, g: int) -> Callable[[ja
     """The lr of group ``g`` at scheduler step ``e`` (an int32 array)."""
     if name == "OneCycleLR":
         return _one_cycle(sd, group, g, "lr")
-    base = float(sd["base_lrs"][g])
-    if name == "StepLR":
-        step_size, gamma = int(sd["step_size"]), float(sd["gamma"])
-        return lambda e: base * jnp.float32(gamma) ** (e // step_size).astype(jnp.float32)
-    if name == "MultiStepLR":
-        milestones = sorted(int(m) for m, k in dict(sd["milestones"]).items() for _ in range(k))
-        gamma = float(sd["gamma"])
-        return lambda e: (
-            base
-            * jnp.float32(gamma)
-            ** jnp.searchsorted(jnp.asarray(milestones, jnp.int32), e, side="right").astype(
-                jnp.float32
-            )
-        )
-    if name == "ExponentialLR":
-        gamma = float(sd["gamma"])
-        return lambda e: base * jnp.float32(gamma) ** e.astype(jnp.float32)
+    if name != "SequentialLR":
+        base = float(sd["base_lrs"][g])
+    if name in ("StepLR", "MultiStepLR", "ExponentialLR"):
+        # base · γⁿ as base · exp(n log γ), log γ taken in float64: a float32 γ raised to n
+        # would carry n times its rounding.
+        log_gamma = math.log(float(sd["gamma"]))
+        if name == "StepLR":
+            step_size = int(sd["step_size"])
+            times = lambda e: e // step_size  # noqa: E731
+        elif name == "MultiStepLR":
+            milestones = sorted(int(m) for m, k in dict(sd["milestones"]).items() for _ in range(k))
+            times = lambda e: jnp.searchsorted(jnp.asarray(milestones, jnp.int32), e, side="right")  # noqa: E731
+        else:
+            times = lambda e: e  # noqa: E731
+        return lambda e: base * jnp.exp(times(e).astype(jnp.float32) * log_gamma)
     if name == "CosineAnnealingLR":
         t_max, eta_min = float(sd["T_max"]), float(sd["eta_min"])
-        return lambda e: (
-            eta_min + (base - eta_min) * (1 + jnp.cos(jnp.pi * e.astype(jnp.float32) / t_max)) / 2
-        )
+        return lambda e: eta_min + (base - eta_min) * _half_cos(e, 0.0, t_max)
     if name == "LinearLR":
         a, b, total = float(sd["start_factor"]), float(sd["end_factor"]), int(sd["total_iters"])
         return lambda e: base * (a + (b - a) * jnp.minimum(e, total).astype(jnp.float32) / total)
