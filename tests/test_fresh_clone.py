@@ -99,27 +99,28 @@ def test_fresh_clone_builds_docs_and_passes_data_tests(tmp_path):
 
     logs = tmp_path / "logs"
     logs.mkdir()
-    docs = subprocess.Popen(
-        [python, "-m", "sphinx", *readme_docs_command()],
-        cwd=clone,
-        env=env,
-        stdout=(logs / "docs.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    tests = subprocess.Popen(
-        [python, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *DATA_TESTS]
-        + ["--basetemp", str(tmp_path / "basetemp")],  # not beside this run's: pytest prunes those
-        cwd=clone,
-        env=env,
-        stdout=(logs / "tests.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        docs.wait(timeout=TIMEOUT_S)
-        tests.wait(timeout=TIMEOUT_S)
-    finally:
-        docs.kill()
-        tests.kill()
+    with (logs / "docs.log").open("w") as docs_out, (logs / "tests.log").open("w") as tests_out:
+        docs = subprocess.Popen(
+            [python, "-m", "sphinx", *readme_docs_command()],
+            cwd=clone,
+            env=env,
+            stdout=docs_out,
+            stderr=subprocess.STDOUT,
+        )
+        tests = subprocess.Popen(
+            [python, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *DATA_TESTS]
+            + ["--basetemp", str(tmp_path / "basetemp")],  # pytest prunes those beside ours
+            cwd=clone,
+            env=env,
+            stdout=tests_out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            docs.wait(timeout=TIMEOUT_S)
+            tests.wait(timeout=TIMEOUT_S)
+        finally:
+            docs.kill()
+            tests.kill()
     docs_log, tests_log = (logs / "docs.log").read_text(), (logs / "tests.log").read_text()
 
     assert docs.returncode == 0, "docs build failed:\n" + docs_log[-15000:]
