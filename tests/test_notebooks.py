@@ -67,7 +67,8 @@ def check_porting_from_pytorch(text: str, out: pathlib.Path) -> None:
 
 
 def check_flax_nnx_fashion_mnist(text: str, out: pathlib.Path) -> None:
-    # FAST trains 2 epochs on 10 000 images (about 0.83); full size reaches about 0.89.
+    # FAST trains 4 epochs on the package's 5000 images (0.837 on its 1000 test images);
+    # full size reaches about 0.89.
     (accuracy,) = _floats(r"test accuracy after \d+ epochs: (\d\.\d+)", text)
     assert accuracy >= 0.75, accuracy
     assert (out / "fashion_mnist_nnx.png").is_file()
@@ -83,9 +84,9 @@ def check_sweep_with_vmap(text: str, out: pathlib.Path) -> None:
 def check_memory(text: str, out: pathlib.Path) -> None:
     (per_param,) = _floats(r"int8 state: (\d+\.\d+) bytes/param", text)
     assert per_param <= 1.02, per_param
-    # One seed each: the airfoil gaps are ~0.01%; the FAST Fashion-MNIST run (2 epochs on
-    # 10 000 images, cosine schedule) carries ~0.5% of run-to-run noise. The 1% claim over
-    # several seeds is tests/test_light_state.py's.
+    # One seed each: the airfoil gaps are ~0.01%; the FAST Fashion-MNIST run (4 epochs on the
+    # package's 5000 images, cosine schedule) carries run-to-run noise (-0.21% for int8 in one
+    # docs build). The 1% claim over several seeds is tests/test_light_state.py's.
     for problem, tolerance in (("airfoil", 1.0), ("fashion-mnist", 2.0)):
         (line,) = re.findall(rf"{problem} final loss: (.*)", text)
         gaps = _floats(r"\(([+-]\d+\.\d+)%\)", line)
