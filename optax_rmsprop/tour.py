@@ -3,9 +3,9 @@
 Three parts, each printing what it finds:
 
 1. the 2-D trace of *Dive into Deep Learning* 11.8 with :func:`presets.d2l`;
-2. every preset, and ``optax.rmsprop``, on one ill-conditioned quadratic with the
-   same learning rate and decay, so that the rows differ only in ε, where ε
-   sits, and the starting mean square v₀;
+2. every preset of plain RMSProp (all but ``chainer_graves``), and ``optax.rmsprop``,
+   on one ill-conditioned quadratic with the same learning rate and decay, so that the
+   rows differ only in ε, where ε sits, and the starting mean square v₀;
 3. a small MLP trained with a jitted step on data made here from a seed.
 
 With matplotlib installed it also writes ``d2l_trace.png``, ``presets.png`` and
@@ -97,12 +97,16 @@ QUAD_FLOOR = 1e-30  # the plot draws a loss below this at this floor, and says s
 
 
 def _preset_rows(lr: optax.ScalarOrSchedule) -> list[tuple[str, Any, str, str, str]]:
-    """(call, transformation, ε, where ε sits, v₀) for every preset, same lr and decay."""
+    """(call, transformation, ε, where ε sits, v₀) for every preset of plain RMSProp (not
+    ``chainer_graves``: centered, with momentum), same lr and decay, framework defaults else."""
     return [
         ("presets.torch(lr, alpha=0.9)", presets.torch(lr, alpha=0.9), "1e-8", "outside", "0"),
+        ("presets.chainer(lr, alpha=0.9)", presets.chainer(lr, alpha=0.9), "1e-8", "outside", "0"),
         ("presets.keras(lr)", presets.keras(lr), "1e-7", "inside", "0"),
+        ("presets.tf_keras(lr)", presets.tf_keras(lr), "1e-7", "inside", "0"),
         ("presets.tf1(lr)", presets.tf1(lr), "1e-10", "inside", "1"),
         ("presets.gluon(lr)", presets.gluon(lr), "1e-8", "inside", "0"),
+        ("presets.paddle(lr, rho=0.9)", presets.paddle(lr, rho=0.9), "1e-6", "inside", "0"),
         ("presets.d2l(lr, gamma=0.9)", presets.d2l(lr, gamma=0.9), "1e-6", "inside", "0"),
         ("optax_rmsprop.rmsprop(lr)", optax_rmsprop.rmsprop(lr), "1e-8", "inside", "0"),
         ("optax.rmsprop(lr)", optax.rmsprop(lr), "1e-8", "inside", "0"),
@@ -337,7 +341,8 @@ def main(argv: Sequence[str | os.PathLike[str]] | None = None) -> int:
     print(
         f"\n2. Presets on f = 1/2 sum a_i x_i^2, a_i = 1 ... 1e-4 ({QUAD_DIM} coordinates), "
         f"x0 = 1,\n   lr cosine {QUAD_LR} -> 0 over {QUAD_STEPS} steps, decay 0.9 for all, "
-        "so the rows differ\n   only in eps, where eps sits (inside or outside the root) and v0"
+        "so the rows differ\n   only in eps, where eps sits (inside or outside the root) and "
+        "v0; chainer_graves\n   (centered, with momentum) is another rule, not shown"
     )
     preset_losses = compare_presets()
     mid = QUAD_STEPS // 2

@@ -23,12 +23,22 @@ from optax_rmsprop import presets, tour
 D2L_LINE = "epoch 20, x1: -0.010599, x2: 0.000000"
 PRESET_CALLS = (
     "presets.torch(",
+    "presets.chainer(",
     "presets.keras(",
+    "presets.tf_keras(",
     "presets.tf1(",
     "presets.gluon(",
+    "presets.paddle(",
     "presets.d2l(",
     "optax_rmsprop.rmsprop(",
     "optax.rmsprop(",
+)
+# Rows with the same eps, place of eps and v0 at the same lr and decay: one curve each.
+COINCIDE = (
+    ("presets.torch(", "presets.chainer("),
+    ("presets.keras(", "presets.tf_keras("),
+    ("presets.gluon(", "optax_rmsprop.rmsprop(", "optax.rmsprop("),
+    ("presets.paddle(", "presets.d2l("),
 )
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -85,11 +95,12 @@ def _check_figures(figures, text):
     named = [c for label in curves for c in PRESET_CALLS if c in label]
     assert sorted(named) == sorted(PRESET_CALLS), curves.keys()
     shared = [label for label in curves if label.count("(lr") > 1]
-    assert len(shared) == 1 and "coincide" in shared[0], curves.keys()
-    for call in ("presets.gluon(", "optax_rmsprop.rmsprop(", "optax.rmsprop("):
-        assert call in shared[0]
-    calls = shared[0].split("\n(")[0].replace("\n", " ")
-    assert f"one curve (within 1% at every step): {calls}" in text.splitlines()
+    assert len(shared) == len(COINCIDE), curves.keys()
+    for label, group in zip(shared, COINCIDE, strict=True):
+        assert [c for c in PRESET_CALLS if c in label] == list(group), label
+        assert label.endswith(f"(these {len(group)} coincide)"), label
+        calls = label.split("\n(")[0].replace("\n", " ")
+        assert f"one curve (within 1% at every step): {calls}" in text.splitlines()
     ys = list(curves.values())
     for i, a in enumerate(ys):
         assert _rise(a) < 0.05, (list(curves)[i], _rise(a))
@@ -116,8 +127,9 @@ def _check_tour(text, out):
     rows = _preset_rows(text)
     assert set(rows) == set(PRESET_CALLS), text
     assert all(np.isfinite(rows[c]).all() for c in rows)
-    # gluon without rescaling or clipping is the same rmsprop call as the plain alias
-    assert rows["presets.gluon("] == rows["optax_rmsprop.rmsprop("]
+    # gluon without rescaling or clipping is the same rmsprop call as the plain alias, and so on
+    for group in COINCIDE:
+        assert len({rows[c] for c in group}) == 1, group
     # eps outside the root (torch), larger eps inside (keras, d2l), v0 = 1 (tf1): all differ
     distinct = (
         "presets.torch(",
@@ -205,9 +217,12 @@ def test_python_m_optax_rmsprop(tmp_path):
 def test_the_table_states_each_presets_eps_and_v0():
     defaults = {  # the function and the name of its eps argument, for each row
         "presets.torch(": (presets.torch, "eps"),
+        "presets.chainer(": (presets.chainer, "eps"),
         "presets.keras(": (presets.keras, "epsilon"),
+        "presets.tf_keras(": (presets.tf_keras, "epsilon"),
         "presets.tf1(": (presets.tf1, "epsilon"),
         "presets.gluon(": (presets.gluon, "epsilon"),
+        "presets.paddle(": (presets.paddle, "epsilon"),
         "presets.d2l(": (presets.d2l, "eps"),
         "optax_rmsprop.rmsprop(": (optax_rmsprop.rmsprop, "eps"),
         "optax.rmsprop(": (optax.rmsprop, "eps"),
@@ -218,7 +233,8 @@ def test_the_table_states_each_presets_eps_and_v0():
     )
     for (call, tx, eps, where, v0), (function, name) in zip(rows, defaults.values(), strict=True):
         assert inspect.signature(function).parameters[name].default == float(eps), call
-        assert where == ("outside" if function is presets.torch else "inside"), call
+        outside = function in (presets.torch, presets.chainer)  # their docstrings say so
+        assert where == ("outside" if outside else "inside"), call
         state = tx.init(jnp.ones(2))
         nu = state.nu if isinstance(state, optax_rmsprop.RMSPropState) else state[0].nu
         assert np.all(np.asarray(nu) == float(v0)), call
