@@ -13,7 +13,7 @@ preset                       ε                v₀    lr/momentum   weight deca
 ``torch``                    outside √        0     outside       coupled (L2)   (re, im) pairs
 ``keras``                    inside √         0     inside        decoupled      \\|g\\|²
 ``tf_keras``                 inside √         0     inside        decoupled      \\|g\\|²
-``tf_keras(legacy=True)``    outside √ [#]_   0     inside        none           \\|g\\|²
+``tf_keras(legacy=True)``    outside √ (μ=0)  0     inside        none           \\|g\\|²
 ``tf1``                      inside √         1     inside        none           \\|g\\|²
 ``gluon``                    inside √         0     inside        coupled (L2)   \\|g\\|²
 ``paddle``                   inside √         0     inside        coupled (L2)   \\|g\\|²
@@ -22,7 +22,7 @@ preset                       ε                v₀    lr/momentum   weight deca
 ``d2l``                      inside √         0     no momentum   none           \\|g\\|²
 ===========================  ===============  ====  ============  =============  ==============
 
-.. [#] with momentum 0; inside √ with momentum, as TF1 but from v₀ = 0.
+With momentum, ``tf_keras(legacy=True)`` puts ε inside the root: TF1's kernels from v₀ = 0.
 """
 
 from __future__ import annotations

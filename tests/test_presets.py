@@ -431,13 +431,13 @@ def test_preset_matches_the_framework(case, versions_report):
 # ---------------------------------------------------------------------------
 # Defaults: each preset's arguments are the framework's, in its order, with its defaults.
 
-SIGNATURES = {  # preset: (where the framework runs, its key in run.py --signatures, our extras)
-    "torch": (None, "torch", ()),
-    "keras": (None, "keras", ()),
-    "tf1": ("tensorflow", "tf1", ()),
-    "tf_keras": ("tensorflow", "tf_keras", ()),
-    "tf_keras-legacy": ("tensorflow", "tf_keras_legacy", ("weight_decay",)),  # ValueError
-    "paddle": ("tensorflow", "paddle", ()),
+SIGNATURES = {  # preset: (the framework in PLACE, its key in run.py --signatures, our extras)
+    "torch": ("torch", "torch", ()),
+    "keras": ("keras", "keras", ()),
+    "tf1": ("tf1_eager", "tf1", ()),
+    "tf_keras": ("tf_keras", "tf_keras", ()),
+    "tf_keras-legacy": ("tf_keras", "tf_keras_legacy", ("weight_decay",)),  # ValueError
+    "paddle": ("paddle", "paddle", ()),
     "gluon": ("mxnet", "gluon", ()),
     "chainer": ("chainer", "chainer", ()),
     "chainer_graves": ("chainer", "chainer_graves", ()),
@@ -456,19 +456,20 @@ def _our_defaults(name: str, extras) -> dict:
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(n, marks=[] if v is None else [pytest.mark.slow])
-        for n, (v, _, _) in SIGNATURES.items()
+        pytest.param(n, marks=[] if PLACE[f][0] is None else [pytest.mark.slow])
+        for n, (f, _, _) in SIGNATURES.items()
     ],
 )
 def test_defaults_are_the_frameworks(name, versions_report):
     """Names, order and defaults read from the framework's own ``__init__`` signature (the
     ``*-defaults`` cases above run them where ε shows)."""
-    venv, key, extras = SIGNATURES[name]
+    framework, key, extras = SIGNATURES[name]
+    venv, process = PLACE[framework]
     if venv is not None:
         _python(venv)
     _record(versions_report, venv)
-    # one process per venv reads all of its frameworks' signatures
-    keys = [k for v, k, _ in SIGNATURES.values() if v == venv]
+    # one process reads the signatures of all the frameworks it runs (TF and Paddle apart)
+    keys = [k for f, k, _ in SIGNATURES.values() if PLACE[f][1] == process]
     found = _signatures(venv, *keys, *(["gluon/kwargs"] if "gluon" in keys else []))
     own, passed_on = found[key], found.get(f"{key}/kwargs", {})
     theirs = {**passed_on, **own}
