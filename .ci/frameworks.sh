@@ -3,8 +3,9 @@
 # of its own under $OPTAX_RMSPROP_FRAMEWORKS (default $TMPDIR/optax_rmsprop-frameworks), where the
 # tests run tests/frameworks/run.py:
 # - tensorflow: TensorFlow (TF1's RMSPropOptimizer), tf_keras and Paddle, on numpy 2. They would
-#   install beside the test environment too, but downgrade its h5py and opt_einsum, and TF warns
-#   on import, which pytest's filterwarnings=error would turn into errors in other tests.
+#   install beside the test environment too, but pull its h5py and opt_einsum back to older
+#   releases; Paddle warns on import (an error under pytest's filterwarnings=error), and TF and
+#   Paddle in one process crash: the tests run each in a process of its own.
 # - mxnet, chainer: MXNet 1.9.1 and Chainer 7.8.1 need numpy < 1.24.
 set -euo pipefail
 cd "$(dirname "$0")/.."
