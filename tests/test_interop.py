@@ -465,8 +465,12 @@ def test_from_torch_continues_the_scheduler(name, groups):
     assert [sorted(s) for s in schedules] == [["lr", "momentum"] if cycles else ["lr"]] * len(
         optimizer.param_groups
     )
+    jitted = [jax.jit(s["lr"]) for s in schedules]  # as tx.update calls them
     for i, step_lrs in enumerate(lrs):
         for g, (lr, momentum) in enumerate(step_lrs):
+            np.testing.assert_allclose(
+                jitted[g](K + i), np.float32(lr), rtol=LR_RTOL, atol=0, err_msg=f"jit {K + i}"
+            )
             np.testing.assert_allclose(
                 schedules[g]["lr"](K + i),
                 np.float32(lr),
@@ -607,6 +611,76 @@ def test_keras_leaves_by_nested_path_and_by_leaf_map():
     assert by_path.nu["bias"].shape == (3,) and by_map.nu["y"].shape == (3,)
 
 
+# ---------------------------------------------------------------------------
+# Keras learning-rate schedules: continued at the optimizer's iterations.
+
+SCHEDULES = keras.optimizers.schedules
+KERAS_SCHEDULES = {
+    "ExponentialDecay": lambda: SCHEDULES.ExponentialDecay(0.05, 10, 0.5),
+    "ExponentialDecay-staircase": lambda: SCHEDULES.ExponentialDecay(0.05, 7, 0.5, True),
+    "PiecewiseConstantDecay": lambda: SCHEDULES.PiecewiseConstantDecay(
+        [15, 30], [0.05, 0.02, 0.01]
+    ),
+    "CosineDecay": lambda: SCHEDULES.CosineDecay(0.05, decay_steps=40, alpha=0.1),
+    "CosineDecay-warmup": lambda: SCHEDULES.CosineDecay(
+        0.01, decay_steps=30, alpha=0.1, warmup_target=0.05, warmup_steps=25
+    ),
+    "PolynomialDecay": lambda: SCHEDULES.PolynomialDecay(0.05, 40, 0.005, power=2.0),
+    "PolynomialDecay-cycle": lambda: SCHEDULES.PolynomialDecay(
+        0.05, 15, 0.005, power=0.5, cycle=True
+    ),
+    "InverseTimeDecay": lambda: SCHEDULES.InverseTimeDecay(0.05, 10, 0.5, staircase=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_SCHEDULES))
+def test_from_keras_continues_the_schedule(name):
+    """Train K steps in Keras under the schedule, convert, continue N steps: every step's
+    learning rate is Keras's, and the weights are Keras's continuation."""
+    params0, grad = _least_squares()
+    variables = _keras_variables(params0)
+    schedule = KERAS_SCHEDULES[name]()
+    kwargs = dict(KERAS_BASE, learning_rate=schedule, momentum=0.9)
+    optimizer = keras.optimizers.RMSprop(**kwargs)
+    _keras_steps(optimizer, variables, grad, K)
+    params_k = {k: np.array(v.value) for k, v in variables.items()}
+    tx, state = interop.from_keras(optimizer, params_k)
+    theirs, lrs = [], []
+    for _ in range(N):
+        lrs.append(float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+        theirs += _keras_steps(optimizer, variables, grad, 1)
+
+    ours_lr = interop.keras_schedule(schedule)
+    jitted = jax.jit(ours_lr)  # as tx.update calls it
+    for i, lr in enumerate(lrs):
+        np.testing.assert_allclose(jitted(K + i), lr, rtol=LR_RTOL, atol=0, err_msg=f"jit {K + i}")
+        np.testing.assert_allclose(
+            ours_lr(K + i), lr, rtol=LR_RTOL, atol=0, err_msg=f"step {K + i}"
+        )
+    assert len(set(lrs)) > 1  # the learning rate does change
+    ours, _ = _jax_steps(tx, state, params_k, grad, N)
+    _assert_same(ours, theirs)
+
+
+def test_from_keras_refuses_other_schedules_by_name():
+    class Halving(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return 0.1 * 0.5 ** keras.ops.cast(step, "float32")
+
+    params0, _ = _least_squares()
+    for schedule, name in (
+        (SCHEDULES.CosineDecayRestarts(0.1, 10), "CosineDecayRestarts"),
+        (Halving(), "Halving"),
+    ):
+        optimizer = keras.optimizers.RMSprop(learning_rate=schedule)
+        optimizer.build(list(_keras_variables(params0).values()))
+        with pytest.raises(ValueError, match=rf"cannot carry the learning rate {name}.*optax"):
+            interop.from_keras(optimizer, params0)
+        tx = presets.keras(learning_rate=optax.constant_schedule(0.1))
+        interop.from_keras(optimizer, params0, tx=tx)
+
+
+# ---------------------------------------------------------------------------
 # Keras models: variables matched to leaves by path, whatever the order.
 
 

@@ -274,6 +274,18 @@ _SCHEDULES = (
 )
 
 
+def _quotient(count: Any, d: Any, rounding: Any) -> jax.Array:
+    """``rounding(count / d)`` (floor or ceil) as Keras computes it eagerly, in float32; in
+    integers where ``d`` is whole (the same value), since under jit XLA may take a
+    quotient by a constant as a product by its reciprocal, which can round past a whole
+    number."""
+    if float(d).is_integer() and d > 0:
+        n, k = jnp.asarray(count).astype(jnp.int32), int(d)
+        q = n // k if rounding is jnp.floor else -((-n) // k)
+        return q.astype(jnp.float32)
+    return rounding(jnp.asarray(count).astype(jnp.float32) / jnp.float32(d))
+
+
 def keras_schedule(schedule: Any) -> optax.Schedule:
     """A Keras built-in ``LearningRateSchedule`` as an optax schedule.
 
@@ -308,8 +320,8 @@ def keras_schedule(schedule: Any) -> optax.Schedule:
         decay_steps, rate = f32(c["decay_steps"]), f32(c["decay_rate"])
 
         def decayed(count: Any) -> jax.Array:
-            p = step(count) / decay_steps
-            p = jnp.floor(p) if c["staircase"] else p
+            p = _quotient(count, c["decay_steps"], jnp.floor) if c["staircase"] else None
+            p = step(count) / decay_steps if p is None else p
             return lr0 * rate**p if name == "ExponentialDecay" else lr0 / (1 + rate * p)
 
         return decayed
@@ -320,7 +332,9 @@ def keras_schedule(schedule: Any) -> optax.Schedule:
         def polynomial(count: Any) -> jax.Array:
             t, steps = step(count), decay_steps
             if c["cycle"]:
-                steps = steps * jnp.where(t == 0, f32(1), jnp.ceil(t / decay_steps))
+                steps = steps * jnp.where(
+                    t == 0, f32(1), _quotient(count, c["decay_steps"], jnp.ceil)
+                )
             else:
                 t = jnp.minimum(t, steps)
             return (lr0 - end) * (1 - t / steps) ** power + end
