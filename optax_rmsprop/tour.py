@@ -264,7 +264,7 @@ def make_figures(
             ylim=(QUAD_FLOOR / 10, 2.0),
             title=f"{QUAD_DIM}-D quadratic, curvatures 1 ... 1e-4, lr cosine {QUAD_LR} -> 0",
         )
-        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2)  # below: readable
 
     def draw_mlp(ax):
         ax.semilogy(mlp_train, lw=1.0, label="train MSE")
@@ -279,7 +279,7 @@ def make_figures(
 
     return {
         PLOTS[0]: figure(draw_trace),
-        PLOTS[1]: figure(draw_presets, size=(9.0, 4.5)),
+        PLOTS[1]: figure(draw_presets, size=(7.0, 7.0)),
         PLOTS[2]: figure(draw_mlp),
     }
 
