@@ -19,6 +19,7 @@ it is more than 100 × ATOL, so they can fail.
 import copy
 import subprocess
 import sys
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -349,6 +350,101 @@ def test_conv_kernels_take_the_permutation_one_way_and_its_inverse_back():
     )
     for name, value in checkpoint["state"][0].items():
         torch.testing.assert_close(back["state"][0][name], value, rtol=0, atol=0, msg=name)
+
+
+def test_from_torch_matches_named_parameters_by_path():
+    """An optimizer built from named_parameters() keeps the names: "z.weight" is the leaf at
+    params["z"]["weight"], whatever the order (here z before a in torch, a before z in JAX),
+    checked value by value; without names, several leaves need leaf_map or match='order'."""
+    torch.manual_seed(1)
+    model = torch.nn.Sequential()
+    model.add_module("z", torch.nn.Linear(3, 3))
+    model.add_module("a", torch.nn.Linear(3, 3))
+    optimizer = torch.optim.RMSprop(model.named_parameters(), **TORCH_BASE, momentum=0.9)
+    for _ in range(3):
+        for t in model.parameters():
+            t.grad = torch.randn_like(t)
+        optimizer.step()
+    checkpoint = copy.deepcopy(optimizer.state_dict())
+    assert checkpoint["param_groups"][0]["param_names"][0] == "z.weight"
+    params = {
+        name: {kind: getattr(layer, kind).detach().numpy().copy() for kind in ("weight", "bias")}
+        for name, layer in model.named_children()
+    }
+    tx, state = interop.from_torch(checkpoint, params)
+    for index, name in enumerate(checkpoint["param_groups"][0]["param_names"]):
+        layer, kind = name.split(".")
+        for field, key in (("nu", "square_avg"), ("momentum", "momentum_buffer")):
+            np.testing.assert_array_equal(
+                getattr(state, field)[layer][kind], checkpoint["state"][index][key].numpy()
+            )
+    back = interop.to_torch(state, tx, params, param_groups=optimizer.param_groups)
+    for index, entry in checkpoint["state"].items():
+        for key, value in entry.items():
+            torch.testing.assert_close(back["state"][index][key], value, rtol=0, atol=0)
+
+    transposed = {"z": {"weight": params["z"]["weight"].T, "bias": params["z"]["bias"]}}
+    transposed["a"] = params["a"]
+    with pytest.raises(ValueError, match=r"params\['x'\]\['bias'\] \(path 'x/bias'\) matches no"):
+        interop.from_torch(checkpoint, {"x": params["z"], "a": params["a"]})
+    named = {"z": {"weight": interop.Leaf("z.weight", (1, 0)), "bias": "z.bias"}}
+    named["a"] = {"weight": "a.weight", "bias": "a.bias"}
+    _, by_name = interop.from_torch(checkpoint, transposed, leaf_map=named)
+    np.testing.assert_array_equal(by_name.nu["z"]["weight"], state.nu["z"]["weight"].T)
+
+    for group in checkpoint["param_groups"]:
+        del group["param_names"]
+    with pytest.raises(ValueError, match=r"names no parameters.*pass leaf_map.*match='order'"):
+        interop.from_torch(checkpoint, params)
+    with pytest.raises(ValueError, match=r"params\['a'\]\['bias'\] \(torch index 0\).*shape"):
+        interop.from_torch(checkpoint, params, match="order")  # JAX's order: a, then z
+    listed = [
+        params["z"]["weight"],
+        params["z"]["bias"],
+        params["a"]["weight"],
+        params["a"]["bias"],
+    ]
+    _, in_order = interop.from_torch(checkpoint, listed, match="order")
+    np.testing.assert_array_equal(in_order.nu[1], state.nu["z"]["bias"])
+
+
+def test_to_torch_is_the_same_for_a_preset_and_a_converted_tx():
+    """to_torch needs nothing from_torch remembered: a preset with the same
+    hyperparameters gives the same state_dict, and interop keeps no module-level state."""
+    import optax_rmsprop.interop._keras as interop_keras
+    import optax_rmsprop.interop._state as interop_state
+    import optax_rmsprop.interop._torch as interop_torch
+
+    def module_state():
+        return {
+            (module.__name__, name): copy.deepcopy(value)
+            for module in (interop, interop_keras, interop_state, interop_torch)
+            for name, value in vars(module).items()
+            if isinstance(value, (dict, list, set)) and not name.startswith("__")
+        }
+
+    before = module_state()
+    checkpoint, params = _torch_checkpoint(momentum=0.9, centered=True)
+    tx, state = interop.from_torch(checkpoint, params, leaf_map=LEAF_MAPS["real"])
+    preset = presets.torch(**TORCH_BASE, momentum=0.9, centered=True)
+    groups = checkpoint["param_groups"]
+    ours = interop.to_torch(state, tx, params, param_groups=groups, leaf_map=LEAF_MAPS["real"])
+    theirs = interop.to_torch(
+        state, preset, params, param_groups=groups, leaf_map=LEAF_MAPS["real"]
+    )
+    assert ours["param_groups"] == theirs["param_groups"] == groups
+    for index, entry in checkpoint["state"].items():
+        for key, value in entry.items():
+            torch.testing.assert_close(ours["state"][index][key], value, rtol=0, atol=0)
+            torch.testing.assert_close(theirs["state"][index][key], value, rtol=0, atol=0)
+    assert module_state().keys() == before.keys()
+    for key, value in module_state().items():
+        assert value == before[key], key
+    assert not any(
+        isinstance(value, (weakref.WeakKeyDictionary, weakref.WeakValueDictionary))
+        for module in (interop, interop_keras, interop_state, interop_torch)
+        for value in vars(module).values()
+    )
 
 
 def test_torch_complex_buffers_are_pairs():
