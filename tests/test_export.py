@@ -2,10 +2,10 @@
 
 No accelerator runs in CI, so ``jax.export`` lowers ``tx.update`` (under ``jax.jit``, with
 params) for the platforms ``cuda``, ``rocm`` and ``tpu`` from this CPU, for every variant of
-the rule and every state dtype, and the StableHLO it produces is searched for what would only
-run on (or call back into) the host: a custom call other than a sharding annotation, a Python
-callback, host memory or host compute, a side-effect token. The negative controls show that
-the search finds a host callback and a CPU-only (LAPACK) custom call.
+the rule and every state dtype, and for each preset, and the StableHLO it produces is searched
+for what would only run on (or call back into) the host: a custom call other than a sharding
+annotation, a Python callback, host memory or host compute, a side-effect token. The negative
+controls show that the search finds a host callback and a CPU-only (LAPACK) custom call.
 """
 
 import re
@@ -19,7 +19,7 @@ from jax import export
 from jax.experimental import io_callback
 
 import optax_rmsprop
-from optax_rmsprop import quantize
+from optax_rmsprop import presets, quantize
 
 PLATFORMS = ("cuda", "rocm", "tpu")
 
@@ -129,6 +129,33 @@ def test_the_jitted_step_lowers_for_accelerators_without_cpu_ties(variant, dtype
     module = exported.mlir_module()
     assert "stablehlo.rsqrt" in module or "stablehlo.sqrt" in module  # the rule is in it
     assert cpu_ties(module) == []
+
+
+# The presets add optax's own transformations (gluon's clipping, for one) around the rule.
+PRESETS = {
+    "torch-centered-momentum": lambda: presets.torch(0.01, momentum=0.9, centered=True),
+    "keras-momentum-weight_decay": lambda: presets.keras(momentum=0.9, weight_decay=0.01),
+    "tf_keras-legacy": lambda: presets.tf_keras(legacy=True),
+    "tf1-momentum": lambda: presets.tf1(0.01, momentum=0.9),
+    "gluon-clip": lambda: presets.gluon(clip_gradient=1.0, clip_weights=2.0, wd=0.01),
+    "paddle": lambda: presets.paddle(0.01),
+    "chainer": lambda: presets.chainer(),
+    "chainer_graves": lambda: presets.chainer_graves(),
+    "d2l": lambda: presets.d2l(0.01, 0.9),
+    "scale_by_rms": lambda: optax_rmsprop.scale_by_rms(centered=True),
+}
+
+
+@pytest.mark.parametrize("make", PRESETS.values(), ids=PRESETS.keys())
+def test_the_presets_lower_for_accelerators_without_cpu_ties(make):
+    tx = make()
+    params = make_params()
+    del params["z"]  # MXNet, Keras, Paddle, Chainer have no complex parameters
+    exported = export.export(jax.jit(tx.update), platforms=PLATFORMS)(
+        params, tx.init(params), params
+    )
+    assert exported.ordered_effects == () and exported.unordered_effects == ()
+    assert cpu_ties(exported.mlir_module()) == []
 
 
 def _pure_callback(x):
