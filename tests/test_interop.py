@@ -1156,6 +1156,46 @@ def test_keras_refusals():
         interop.from_keras(plain, params0, leaf_map={"w": "nope", "b": "b"})
 
 
+def test_the_readme_interop_example_runs_as_written():
+    """The README's interop block, run with the names its comments describe."""
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "interop." in b]
+    params0, grad = _least_squares()
+    layout = TORCH_LAYOUT["real"]
+    tensors = _to_torch_layout(params0, layout)
+    torch_optimizer = torch.optim.RMSprop(tensors, **TORCH_BASE, momentum=0.9)
+    scheduler = LR.CosineAnnealingLR(torch_optimizer, T_max=30)
+    for _ in range(3):
+        _torch_steps(torch_optimizer, tensors, layout, grad, 1)
+        scheduler.step()
+    checkpoint = copy.deepcopy(
+        {"optimizer": torch_optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    )
+    keras_params = {"dense": {"kernel": params0["w"], "bias": params0["b"]}}
+    dense = keras.layers.Dense(3, name="dense")
+    model = keras.Sequential([keras.Input((4,)), dense], name="net")
+    keras_optimizer = keras.optimizers.RMSprop(**KERAS_BASE)
+    keras_optimizer.apply_gradients(
+        [(jnp.ones_like(v.value), v) for v in model.trainable_variables]
+    )
+    names = dict(
+        checkpoint=checkpoint,
+        params=_from_torch_layout(tensors, layout),
+        torch_optimizer=torch_optimizer,
+        keras_optimizer=keras_optimizer,
+        keras_params=keras_params,
+    )
+    exec(compile(block, "README.md", "exec"), names)
+    assert torch_optimizer.state_dict()["state"][0]["step"] == 3
+    velocity = {v.name: np.asarray(v.value) for v in keras_optimizer.variables}
+    np.testing.assert_array_equal(
+        names["state"].nu["dense"]["kernel"], velocity["net_dense_kernel_velocity"]
+    )
+
+
 def test_importing_interop_imports_neither_torch_nor_keras():
     code = (
         "import sys, optax_rmsprop, optax_rmsprop.interop; "
