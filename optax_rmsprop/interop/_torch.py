@@ -621,7 +621,8 @@ def torch_schedules(scheduler: Any, optimizer_state_dict: Any) -> list[dict[str,
 
     Returns:
       One dict per parameter group with ``"lr"``, and ``"momentum"`` for a ``OneCycleLR``
-      with ``cycle_momentum=True``: keyword arguments for :func:`presets.torch`.
+      with ``cycle_momentum=True``: keyword arguments for
+      :func:`optax_rmsprop.presets.torch`.
     """
     name, sd = _scheduler_state(scheduler)
     osd = _optimizer_state_dict(optimizer_state_dict)
