@@ -917,7 +917,7 @@ def test_from_keras_matches_a_models_variables_by_path(kind):
     _assert_same_trees(ours, theirs)
 
 
-@pytest.mark.parametrize("kind", ["sequential", "nested"])
+@pytest.mark.parametrize("kind", ["sequential", "functional", "nested"])
 def test_to_keras_writes_a_models_slots_by_path(kind):
     """A JAX run (a preset's tx) continued by Keras on a model: each leaf's buffers land on
     its own variable's slots, and from_keras's tx round-trips them bit for bit."""
