@@ -1,7 +1,11 @@
 """The RMSProp update rule: its state, ``scale_by_rms`` and ``rmsprop``.
 
-Everything else in the package (presets, demos) builds on this module; this
-module imports nothing from the rest of the package.
+:func:`_rule` is the rule, one parameter's step under the equations it follows. Around
+it, :func:`_leaf_update` handles how the buffers are stored (8-bit blocks, (re, im)
+pairs, narrow dtypes); ``_init`` and ``_update`` are the transformation's two halves.
+Everything else in the package (presets, demos) builds on this module; this module
+imports nothing from the rest of the package but the hyperparameters, the checks and
+the 8-bit format.
 """
 
 import dataclasses
@@ -15,6 +19,7 @@ import optax
 
 from optax_rmsprop import hyperparameters as hp
 from optax_rmsprop import quantize
+from optax_rmsprop import validation as check
 
 __all__ = ["RMSPropState", "rmsprop", "scale_by_rms"]
 
@@ -34,12 +39,12 @@ class RMSPropState(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class _Rule:
+class _Config:
     """The static part of a configuration: everything that shapes the computation.
 
     It is hashable, so one compiled update serves every transformation built with
-    the same rule, whatever the values of its array hyperparameters (as
-    ``optax.inject_hyperparams`` passes them). Python numbers are part of the rule:
+    the same configuration, whatever the values of its array hyperparameters (as
+    ``optax.inject_hyperparams`` passes them). Python numbers are part of it:
     compile-time constants of the eager step as of a caller's jitted one, so that the
     compiler folds them the same way in both and jit gives the eager step's bits.
     """
@@ -61,39 +66,119 @@ class _Rule:
     constants: tuple[tuple[str, float], ...]  # hyperparameters given as Python numbers
 
 
-def _hashable_mask(mask: MaskOrFn | None) -> Any:
-    if mask is None or callable(mask):
-        return mask
-    leaves, treedef = jax.tree.flatten(mask)
-    for leaf in leaves:
-        if not isinstance(leaf, (bool, np.bool_)):
-            raise TypeError(
-                "weight_decay_mask must be a pytree of Python bools (or a callable "
-                f"returning one); found a leaf {leaf!r} of type {type(leaf).__name__}."
-            )
-    return treedef, tuple(bool(leaf) for leaf in leaves)
+class _Stored(NamedTuple):
+    """For each buffer, its new value rounded to what the state will hold, kept in the
+    arithmetic's dtype: the rule goes on from exactly what a resumed run would read."""
 
-
-def _mask_leaves(rule: _Rule, params: Any, treedef: Any) -> list[bool]:
-    """One bool per leaf of ``treedef``: whether weight decay applies to it."""
-    mask = rule.weight_decay_mask
-    if mask is None:
-        return [True] * treedef.num_leaves
-    if callable(mask):
-        mask = mask(params)
-    else:
-        mask = jax.tree.unflatten(*mask)
-    try:  # the mask may be a prefix of the params: broadcast each flag over its subtree
-        full = jax.tree.map(lambda m, p: jax.tree.map(lambda _: m, p), mask, params)
-    except ValueError as error:
-        raise ValueError(
-            f"weight_decay_mask must have the structure of the params (or a prefix of it): {error}"
-        ) from None
-    return [bool(m) if m is not None else False for m in treedef.flatten_up_to(full)]
+    nu: Callable[[jax.Array], jax.Array]
+    mu: Callable[[jax.Array], jax.Array]
+    momentum: Callable[[jax.Array], jax.Array]
 
 
 # ---------------------------------------------------------------------------
 # The rule.
+
+
+def _rule(
+    c: _Config,
+    h: hp.Hyperparameters,
+    t: jax.Array,
+    g: jax.Array,
+    theta: jax.Array | None,
+    v: jax.Array,
+    m: jax.Array | None,
+    b: jax.Array | None,
+    stored: _Stored,
+) -> tuple[jax.Array, jax.Array, jax.Array | None, jax.Array | None]:
+    r"""One parameter's step: the update and the new buffers (v, m̄, b).
+
+    ``theta`` is θ where weight decay applies to this parameter, else None; ``m`` and
+    ``b`` are None where their feature is off. The arithmetic is in at least float32.
+
+    .. math::
+
+      \begin{align*}
+        g_t &\leftarrow -g_t \text{ (maximize)} && (1) \\
+        g_t &\leftarrow g_t + \lambda \theta_{t-1}
+          \text{ (coupled weight decay)} && (2) \\
+        v_t &\leftarrow (1 - \rho) |g_t|^2 + \rho v_{t-1} && (3) \\
+        \bar m_t &\leftarrow (1 - \rho) g_t + \rho \bar m_{t-1}
+          \text{ (centered)} && (4) \\
+        \hat v_t, \hat m_t &\leftarrow
+          v_t / (1 - \rho^t), \bar m_t / (1 - \rho^t)
+          \text{ (bias correction)} && (5) \\
+        \sigma^2_t &\leftarrow \max(\hat v_t - |\hat m_t|^2, 0)
+          \text{ (centered), else } \hat v_t && (6) \\
+        s_t &\leftarrow g_t / \sqrt{\sigma^2_t + \varepsilon}
+          \text{, or } g_t / (\sqrt{\sigma^2_t} + \varepsilon) && (7) \\
+        b_t &\leftarrow -\eta s_t + \mu b_{t-1},\; u_t = b_t
+          \text{ (nesterov: } -\eta s_t + \mu b_t) && (8) \\
+        b_t &\leftarrow s_t + \mu b_{t-1},\; u_t = -\eta b_t
+          \text{ (nesterov: } -\eta (s_t + \mu b_t)) && (9) \\
+        u_t &\leftarrow -\eta s_t \text{ (no momentum)} && (10) \\
+        u_t &\leftarrow u_t - \eta \lambda \theta_{t-1}
+          \text{ (decoupled weight decay)} && (11)
+      \end{align*}
+
+    (8) keeps η inside the buffer (``lr_in_momentum``), (9) outside it. How the
+    hyperparameters and the leaky averages round: see ``hyperparameters``.
+    """
+    cd = jnp.result_type(jnp.float32, g.dtype, v.dtype)  # at least float32
+    real = jnp.finfo(cd).dtype
+    g = g.astype(cd)
+    if c.maximize:  # (1)
+        g = -g
+    if c.weight_decay == "coupled" and theta is not None:  # (2)
+        g = g + h.weight_decay * theta.astype(cd)
+    # |g|^2 beyond what v's dtype holds (less a few roundings) counts as that much, so
+    # the state stays finite.
+    g_sq = _abs_sq(g)
+    v_new = stored.nu(  # (3)
+        hp.leaky_average(v.astype(real), jnp.minimum(g_sq, _largest_square(v.dtype)), h)
+    )
+    v_hat = v_new
+    if c.bias_correction:  # (5)
+        debias = hp.bias_correction(t, real, h)
+        v_hat = v_new / debias
+    m_new = None
+    if m is not None:
+        m_new = stored.mu(hp.leaky_average(m.astype(cd), g, h))  # (4)
+        m_hat = m_new / debias if c.bias_correction else m_new  # (5)
+        m_sq = _abs_sq(m_hat)  # unclamped, v_hat - |m|^2 compiles to one fused multiply-add
+        if c.bias_correction:  # v_hat can overflow: then inf - m_sq is inf, not NaN
+            m_sq = jnp.minimum(m_sq, jnp.finfo(cd).max)
+        v_hat = jnp.maximum(v_hat - m_sq, 0)  # (6), clamped: no NaN from rounding
+    elif c.eps_in_sqrt:
+        # v_hat >= 0: the abs is the identity, but it shows the compiler that v_hat + eps
+        # >= eps, so the root needs no code for arguments that are 0, negative or subnormal.
+        v_hat = jnp.abs(v_hat)
+    # Where |g|^2 overflows the arithmetic too, that step's s is 0 (NaN for an infinite
+    # g, as in optax).
+    g_s = jnp.where(g_sq == jnp.inf, 0 * g, g)
+    if c.eps_in_sqrt:  # (7)
+        s = jax.lax.rsqrt(v_hat + h.eps) * g_s
+    else:
+        s = g_s / (jnp.sqrt(v_hat) + h.eps)
+    lr, mu = h.learning_rate, h.momentum
+    b_new = None
+    if c.scale_only:  # scale_by_rms: s
+        u = s
+    elif b is None:  # (10)
+        u = -lr * s
+    elif c.lr_in_momentum:  # (8)
+        u = -lr * s
+        b_new = stored.momentum(u + mu * b.astype(cd))
+        u = u + mu * b_new if c.nesterov else b_new
+    else:  # (9)
+        b_new = stored.momentum(s + mu * b.astype(cd))
+        u = -lr * (s + mu * b_new if c.nesterov else b_new)
+    if c.weight_decay == "decoupled" and theta is not None:  # (11)
+        u = u - h.lr_weight_decay * theta.astype(cd)
+    return u, v_new, m_new, b_new
+
+
+# ---------------------------------------------------------------------------
+# Storage: the rule applied to one leaf as its state stores it.
 
 
 def _real_dtype(dtype: Any) -> np.dtype:
@@ -106,24 +191,19 @@ def _nu_dtype(dtype: Any) -> np.dtype:
     return np.dtype(np.float32) if real == np.float16 else real
 
 
-def _compute_dtype(*dtypes: Any) -> np.dtype:
-    """At least float32, whatever the parameter and state dtypes."""
-    return jnp.result_type(jnp.float32, *dtypes)
-
-
-def _buffer_dtypes(rule: _Rule, param_dtype: Any) -> tuple[np.dtype, np.dtype]:
+def _buffer_dtypes(config: _Config, param_dtype: Any) -> tuple[np.dtype, np.dtype]:
     """The dtypes init gives v (when not in 8-bit blocks) and the first-moment buffers of a
     parameter of ``param_dtype``: real for (re, im) pairs with ``split_complex``."""
-    pairs = rule.split_complex and jnp.issubdtype(param_dtype, jnp.complexfloating)
-    nu = rule.nu_dtype
+    pairs = config.split_complex and jnp.issubdtype(param_dtype, jnp.complexfloating)
+    nu = config.nu_dtype
     if nu is None:
         nu = _nu_dtype(param_dtype)
     elif isinstance(nu, quantize.Int8):  # a leaf under min_size
         nu = np.dtype(np.float32)
-    mu = rule.mu_dtype
+    mu = config.mu_dtype
     if mu is None:
         mu = param_dtype
-    elif jnp.issubdtype(param_dtype, jnp.complexfloating) and not rule.split_complex:
+    elif jnp.issubdtype(param_dtype, jnp.complexfloating) and not config.split_complex:
         mu = jnp.result_type(mu, jnp.complex64)  # keep the imaginary part
     return (_real_dtype(nu), _real_dtype(mu)) if pairs else (np.dtype(nu), np.dtype(mu))
 
@@ -158,90 +238,72 @@ def _as_stored(x: jax.Array, dtype: Any) -> jax.Array:
     return x if x.dtype == dtype else x.astype(dtype).astype(x.dtype)
 
 
-def _leaf_update(rule, values, t, leaf_seed, decays_weight, g, p, v, m, b):
-    """One leaf of the update; see :func:`rmsprop` for the equations it follows.
+def _unchanged(x: jax.Array) -> jax.Array:
+    return x
+
+
+Buffer = Any  # a leaf of the state: an array, a quantize.QuantizedArray, or None
+
+
+def _leaf_update(
+    config: _Config,
+    values: dict[str, jax.Array],
+    t: jax.Array,
+    leaf_seed: np.uint32 | None,
+    decays_weight: bool,
+    g: jax.Array,
+    p: jax.Array | None,
+    v: Buffer,
+    m: jax.Array | None,
+    b: jax.Array | None,
+) -> tuple[jax.Array | None, Buffer, jax.Array | None, jax.Array | None]:
+    """:func:`_rule` on one leaf as stored: (re, im) pairs for ``split_complex``, v in
+    8-bit blocks or a narrow dtype, the results cast to the dtypes they are stored in.
 
     ``values`` holds the hyperparameters that are arrays (and schedules' values); those
-    given as Python numbers come from the rule, as constants. ``leaf_seed`` tells the
-    leaf's stream of rounding noise apart (8-bit ``v`` only, else None).
+    given as Python numbers come from the configuration, as constants. ``leaf_seed``
+    tells the leaf's stream of rounding noise apart (8-bit ``v`` only, else None). The
+    update is None where it is the new momentum: the caller hands out that one array.
     """
     # Python numbers stay Python floats, and what is derived from them is computed in
     # float64 and rounded once where it meets an array (see hyperparameters.derive).
-    h = hp.derive({**{k: jnp.real(x) for k, x in values.items()}, **dict(rule.constants)})
-    out_dtype, g_stored = g.dtype, g
-    if rule.split_complex:  # PyTorch: real and imaginary parts are separate coordinates
-        g_in, g, p = g, _to_pairs(g), None if p is None else _to_pairs(p)
-    stored_v = v
-    if isinstance(v, quantize.QuantizedArray):
-        v = quantize.dequantize(v, rule.nu_dtype)
-    cd = _compute_dtype(g.dtype, v.dtype)
-    g = g.astype(cd)
-    lr, eps, wd, mu_ = h.get("learning_rate"), h["eps"], h.get("weight_decay"), h.get("momentum")
+    h = hp.derive({**{k: jnp.real(x) for k, x in values.items()}, **dict(config.constants)})
+    g_given = g
+    if config.split_complex:  # PyTorch: real and imaginary parts are separate coordinates
+        g, p = _to_pairs(g), None if p is None else _to_pairs(p)
+    quantized = isinstance(v, quantize.QuantizedArray)
+    v_float = quantize.dequantize(v, config.nu_dtype) if quantized else v
+    stored = _Stored(
+        nu=_unchanged if quantized else lambda x: _as_stored(x, v_float.dtype),
+        mu=_unchanged if m is None else lambda x: _as_stored(x, m.dtype),
+        momentum=_unchanged if b is None else lambda x: _as_stored(x, b.dtype),
+    )
+    theta = p if decays_weight else None
+    u, v_new, m_new, b_new = _rule(config, h, t, g, theta, v_float, m, b, stored)
 
-    if rule.maximize:
-        g = -g
-    if rule.weight_decay == "coupled" and decays_weight:
-        g = g + wd * p.astype(cd)
-
-    # |g|^2 beyond what v's dtype holds (less a few roundings) counts as that much, so the
-    # state stays finite.
-    g_sq, big = _abs_sq(g), _largest_square(v.dtype)
-    new_v = hp.leaky_average(v.astype(_real_dtype(cd)), jnp.minimum(g_sq, big), h)
-    if not isinstance(stored_v, quantize.QuantizedArray):
-        new_v = _as_stored(new_v, v.dtype)
-    v_hat = new_v
-    if rule.bias_correction:
-        debias = hp.bias_correction(t, _real_dtype(cd), h)
-        v_hat = new_v / debias
-    if rule.centered:
-        new_m = _as_stored(hp.leaky_average(m.astype(cd), g, h), m.dtype)
-        m_hat = new_m / debias if rule.bias_correction else new_m
-        m_sq = _abs_sq(m_hat)  # unclamped, v_hat - |m|^2 compiles to one fused multiply-add
-        if rule.bias_correction:  # v_hat can overflow: then inf - m_sq is inf, not NaN
-            m_sq = jnp.minimum(m_sq, jnp.finfo(cd).max)
-        v_hat = jnp.maximum(v_hat - m_sq, 0)  # clamp: no NaN from rounding
-    elif rule.eps_in_sqrt:
-        # v_hat >= 0: the abs is the identity, but it shows the compiler that v_hat + eps
-        # >= eps, so the root needs no code for arguments that are 0, negative or subnormal.
-        v_hat = jnp.abs(v_hat)
-
-    # Where |g|^2 overflows the arithmetic too, that step's s is 0 (NaN for an infinite g,
-    # as in optax).
-    g_s = jnp.where(g_sq == jnp.inf, 0 * g, g)
-    if rule.eps_in_sqrt:
-        s = jax.lax.rsqrt(v_hat + eps) * g_s
+    if config.split_complex:
+        u = _from_pairs(u, g_given)
+    u = u.astype(g_given.dtype)
+    m_new = None if m is None or m_new is None else m_new.astype(m.dtype)
+    b_new = None if b is None or b_new is None else b_new.astype(b.dtype)
+    u_or_none = None if u is b_new else u  # the update is the momentum: one array, no copy
+    if quantized:
+        v_out: Buffer = _requantize(config, h, t, leaf_seed, decays_weight, g_given, v, v_new)
     else:
-        s = g_s / (jnp.sqrt(v_hat) + eps)
-
-    if rule.scale_only:
-        u = s
-    elif not rule.use_momentum:
-        u = -lr * s
-    elif rule.lr_in_momentum:  # optax, Keras, TF1: b <- -lr s + mu b
-        u = -lr * s
-        new_b = _as_stored(u + mu_ * b.astype(cd), b.dtype)
-        u = u + mu_ * new_b if rule.nesterov else new_b
-    else:  # PyTorch: b <- s + mu b; u = -lr b
-        new_b = _as_stored(s + mu_ * b.astype(cd), b.dtype)
-        u = -lr * (s + mu_ * new_b if rule.nesterov else new_b)
-    if rule.weight_decay == "decoupled" and decays_weight:
-        u = u - h["lr_weight_decay"] * p.astype(cd)
-
-    if rule.split_complex:
-        u = _from_pairs(u, g_in)
-    u = u.astype(out_dtype)
-    new_m = new_m.astype(m.dtype) if rule.centered else None
-    new_b = new_b.astype(b.dtype) if rule.use_momentum else None
-    if u is new_b:  # the update is the momentum: the caller hands out one array, not a copy
-        u = None
-    if isinstance(stored_v, quantize.QuantizedArray):
-        new_v = _requantize(rule, h, t, leaf_seed, decays_weight, g_stored, stored_v, new_v)
-    else:
-        new_v = new_v.astype(v.dtype)
-    return u, new_v, new_m, new_b
+        v_out = v_new.astype(v_float.dtype)
+    return u_or_none, v_out, m_new, b_new
 
 
-def _requantize(rule, h, t, leaf_seed, decays_weight, g, stored_v, new_v):
+def _requantize(
+    config: _Config,
+    h: hp.Hyperparameters,
+    t: jax.Array,
+    leaf_seed: Any,
+    decays_weight: bool,
+    g: jax.Array,
+    stored_v: quantize.QuantizedArray,
+    new_v: jax.Array,
+) -> quantize.QuantizedArray:
     """``new_v`` in 8-bit blocks.
 
     Rounded to nearest, each block is scaled by its maximum. Rounded stochastically,
@@ -254,265 +316,227 @@ def _requantize(rule, h, t, leaf_seed, decays_weight, g, stored_v, new_v):
     gradients, and gradients with coupled weight decay (whose |g + wd p| has no such
     cheap bound), take the exact maximum.
     """
-    config, f32 = rule.nu_dtype, new_v.dtype
+    int8, f32 = config.nu_dtype, new_v.dtype
     scales = None
-    coupled = rule.weight_decay == "coupled" and decays_weight
-    if config.rounding == "stochastic" and not jnp.iscomplexobj(g) and not coupled:
-        g_max = quantize.block_max_abs(g, config).astype(f32)
-        big = _largest_square(f32)  # as in _leaf_update
-        old_max = quantize.block_max(stored_v, config)
+    coupled = config.weight_decay == "coupled" and decays_weight
+    if int8.rounding == "stochastic" and not jnp.iscomplexobj(g) and not coupled:
+        g_max = quantize.block_max_abs(g, int8).astype(f32)
+        big = _largest_square(f32)  # as in _rule
+        old_max = quantize.block_max(stored_v, int8)
         scales = hp.leaky_average(old_max, jnp.minimum(g_max * g_max, big), h)
         scales = scales * (1 + 2.0**-20)
     # A different stream of rounding noise for each step and leaf.
     seed = t.astype(jnp.uint32) * jnp.uint32(0x632BE5AB) + leaf_seed
-    return quantize.quantize(new_v, config, seed, scales)
+    return quantize.quantize(new_v, int8, seed, scales)
 
 
-def _flatten_like(tree: Any, treedef: Any, name: str, paths: list[str]) -> list[Any]:
-    """The subtrees of ``tree`` at the leaves of ``treedef``, whose paths are ``paths``."""
-    try:
-        return treedef.flatten_up_to(tree)
-    except (ValueError, TypeError) as error:
-        is_leaf = lambda x: x is None or isinstance(x, quantize.QuantizedArray)  # noqa: E731
-        keyed, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)
-        theirs = [jax.tree_util.keystr(path) for path, _ in keyed]
-        ours, known = set(paths), set(theirs)
-        extra = [path for path in paths if path not in known]
-        missing = [path for path in theirs if path not in ours]
-        if extra:
-            detail = f"updates{extra[0]} is not in {name}"
-        elif missing:
-            detail = f"{name}{missing[0]} is not in the updates"
-        else:
-            detail = str(error)
+# ---------------------------------------------------------------------------
+# The step over a tree, init and update.
+
+
+def _mask_leaves(config: _Config, params: Any, treedef: Any) -> list[bool]:
+    """One bool per leaf of ``treedef``: whether weight decay applies to it."""
+    mask = config.weight_decay_mask
+    if mask is None:
+        return [True] * treedef.num_leaves
+    if callable(mask):
+        mask = mask(params)
+    else:
+        mask = jax.tree.unflatten(*mask)
+    try:  # the mask may be a prefix of the params: broadcast each flag over its subtree
+        full = jax.tree.map(lambda m, p: jax.tree.map(lambda _: m, p), mask, params)
+    except ValueError as error:
         raise ValueError(
-            f"the tree structure of {name} does not match the updates': {detail}."
+            f"weight_decay_mask must have the structure of the params (or a prefix of it): {error}"
         ) from None
+    return [bool(m) if m is not None else False for m in treedef.flatten_up_to(full)]
 
 
-def _check_buffers(state: RMSPropState, rule: _Rule) -> None:
-    """Raises for a state made by a configuration with other buffers than ``rule``'s."""
-    for field, wanted, option in (
-        ("mu", rule.centered, "centered=True"),
-        ("momentum", rule.use_momentum, "a momentum"),
-    ):
-        found = getattr(state, field) is not None
-        if found and not wanted:
-            raise ValueError(
-                f"the state has a {field} buffer (made with {option}) but this transformation "
-                "has none: the state was made by a different configuration."
-            )
-        if wanted and not found and state.nu is not None:
-            raise ValueError(
-                f"the state has no {field} buffer but this transformation, with {option}, "
-                "needs one: the state was made by a different configuration."
-            )
-
-
-def _check_leaf(rule: _Rule, where: str, g: Any, p: Any, v: Any) -> tuple[int, ...]:
-    """Raises for a gradient that does not fit its state or parameter; returns v's shape."""
-    if not (isinstance(v, quantize.QuantizedArray) or hasattr(v, "dtype")):
-        found = "None" if v is None else f"a {type(v).__name__}"
-        raise ValueError(
-            f"updates{where} is an array but the state's nu{where} is {found}: the tree "
-            "structure of the updates does not match the state's."
-        )
-    dtype = jnp.result_type(g)
-    if not jnp.issubdtype(dtype, jnp.inexact):
-        raise TypeError(
-            f"updates{where} has dtype {dtype}: RMSProp needs floating-point or complex gradients."
-        )
-    if p is not None and jnp.iscomplexobj(g) != jnp.iscomplexobj(p):
-        raise TypeError(
-            f"updates{where} has dtype {dtype} but params{where} has dtype "
-            f"{jnp.result_type(p)}: a gradient is complex exactly when its parameter is."
-        )
-    quantized = isinstance(v, quantize.QuantizedArray)
-    shape = v.codes.shape if quantized else v.shape
-    int8 = isinstance(rule.nu_dtype, quantize.Int8) and rule.nu_dtype.applies_to(shape)
-    if quantized != int8:
-        raise ValueError(
-            f"the state's nu{where} is {'8-bit' if quantized else v.dtype} but this "
-            f"transformation has nu_dtype={rule.nu_dtype!r}: the state was made by a "
-            "different configuration."
-        )
-    if quantized and v.scales.shape != quantize.scales_shape(shape, rule.nu_dtype):
-        raise ValueError(
-            f"the state's nu{where} has 8-bit blocks of shape {v.scales.shape} but this "
-            f"transformation, with nu_dtype={rule.nu_dtype!r}, makes "
-            f"{quantize.scales_shape(shape, rule.nu_dtype)}: the state was made by a "
-            "different configuration."
-        )
-    return shape
-
-
-def _check_buffer_dtypes(rule: _Rule, where: str, p: Any, v: Any, m: Any, b: Any) -> None:
-    """Raises for buffers of other dtypes than this configuration gives the parameter."""
-    nu_dtype, mu_dtype = _buffer_dtypes(rule, jnp.result_type(p))
-    buffers = [
-        ("nu", v, nu_dtype, "nu_dtype"),
-        ("mu", m, mu_dtype, "mu_dtype"),
-        ("momentum", b, mu_dtype, "mu_dtype"),
-    ]
-    for name, buffer, wanted, option in buffers:
-        if buffer is None or isinstance(buffer, quantize.QuantizedArray):
-            continue
-        if buffer.dtype != wanted:
-            raise ValueError(
-                f"the state's {name}{where} is {buffer.dtype} but this transformation, with "
-                f"{option}={getattr(rule, option)!r}, keeps {wanted} for params{where} of dtype "
-                f"{jnp.result_type(p)}: the state was made by a different configuration."
-            )
-
-
-def _jittable(rule: _Rule) -> bool:
-    """Whether ``rule`` can key jit's cache: not with an unhashable schedule object (then
+def _jittable(config: _Config) -> bool:
+    """Whether ``config`` can key jit's cache: not with an unhashable schedule object (then
     the rule runs op by op)."""
     try:
-        hash(rule)
+        hash(config)
     except TypeError:
         return False
     return True
 
 
-def _step(updates, state, params, values, rule):
+def _step(
+    updates: optax.Updates,
+    state: RMSPropState,
+    params: optax.Params | None,
+    values: dict[str, Any],
+    config: _Config,
+) -> tuple[optax.Updates, RMSPropState]:
     """The update, with None for each leaf whose update is its new momentum (the caller
     hands out the momentum's array there: outside jit one array, not a copy)."""
     count = state.count
     values = dict(values)
-    for name, schedule in rule.schedules:
+    for name, schedule in config.schedules:
         values[name] = hp.schedule_value(name, schedule(count))
     t = optax.safe_increment(count)
     # Leaves of one shape and dtype share one trace of the leaf's update (and XLA
     # inlines it): tracing a thousand-leaf tree costs what tracing a few leaves does.
-    leaf_update = _jitted_leaf_update if _jittable(rule) else _leaf_update
+    leaf_update = _jitted_leaf_update if _jittable(config) else _leaf_update
 
     keyed, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=_is_none)
     n, paths = len(keyed), [jax.tree_util.keystr(path) for path, _ in keyed]
-    _check_buffers(state, rule)
-    vs = _flatten_like(state.nu, treedef, "the state's nu", paths)
+    check.check_buffers(state, config)
+    vs = check.flatten_like(state.nu, treedef, "the state's nu", paths)
     ms = [None] * n
-    if rule.centered:
-        ms = _flatten_like(state.mu, treedef, "the state's mu", paths)
+    if config.centered:
+        ms = check.flatten_like(state.mu, treedef, "the state's mu", paths)
     bs = [None] * n
-    if rule.use_momentum:
-        bs = _flatten_like(state.momentum, treedef, "the state's momentum", paths)
+    if config.use_momentum:
+        bs = check.flatten_like(state.momentum, treedef, "the state's momentum", paths)
     ps, decays = [None] * n, [False] * n
     if params is not None:  # also to check the gradients' dtypes against
-        ps = _flatten_like(params, treedef, "params", paths)
-    if rule.weight_decay:
-        if params is None:
-            raise ValueError(
-                "weight_decay needs the params: call update(grads, state, params). (Under "
-                "optax.inject_hyperparams a weight decay of 0 is a traced value; leave it "
-                "None to turn weight decay off.)"
-            )
-        decays = _mask_leaves(rule, params, treedef)
+        ps = check.flatten_like(params, treedef, "params", paths)
+    check.check_params_given(config, params)
+    if config.weight_decay:
+        decays = _mask_leaves(config, params, treedef)
 
-    out = []
+    out: list[tuple[Any, Any, Any, Any]] = []
     for where, (_, g), p, v, m, b, d in zip(paths, keyed, ps, vs, ms, bs, decays, strict=True):
         if g is None:
-            if v is not None:
-                raise ValueError(
-                    f"updates{where} is None but the state has a buffer for it: None is for "
-                    "leaves whose parameter was None at init."
-                )
+            check.check_no_buffer(where, v)
             out.append((None, None, None, None))
             continue
-        shape = _check_leaf(rule, where, g, p, v)
-        pairs = rule.split_complex and jnp.iscomplexobj(g)  # (re, im) pairs: one more axis
-        if shape != ((*g.shape, 2) if pairs else g.shape):
-            needs = f"; split_complex=True needs {(*g.shape, 2)}" if pairs else ""
-            raise ValueError(
-                f"updates{where} has shape {g.shape} but its state has shape {shape}{needs}."
-            )
-        if p is not None:
-            _check_buffer_dtypes(rule, where, p, v, m, b)
+        dtypes = None if p is None else _buffer_dtypes(config, jnp.result_type(p))
+        check.check_leaf(config, where, g, p, v, m, b, dtypes)
         seed = None  # a different stream of rounding noise for each leaf
         if isinstance(v, quantize.QuantizedArray):
             seed = np.uint32(len(out) * 0x85EBCA77 % 2**32)
-        out.append(leaf_update(rule, values, t, seed, d, g, p, v, m, b))
+        out.append(leaf_update(config, values, t, seed, d, g, p, v, m, b))
     new_u, new_v, new_m, new_b = ([o[i] for o in out] for i in range(4))
     unflatten = lambda leaves: jax.tree.unflatten(treedef, leaves)  # noqa: E731
     return unflatten(new_u), RMSPropState(
         count=t,
         nu=unflatten(new_v),
-        mu=unflatten(new_m) if rule.centered else None,
-        momentum=unflatten(new_b) if rule.use_momentum else None,
+        mu=unflatten(new_m) if config.centered else None,
+        momentum=unflatten(new_b) if config.use_momentum else None,
     )
 
 
-_jitted_leaf_update = jax.jit(_leaf_update, static_argnames=("rule", "decays_weight"))
-_jitted_step = jax.jit(_step, static_argnames="rule")
+_jitted_leaf_update = jax.jit(_leaf_update, static_argnames=("config", "decays_weight"))
+_jitted_step = jax.jit(_step, static_argnames="config")
 _jitted_quantize = jax.jit(quantize.quantize, static_argnames="config")
+
+
+def _init(config: _Config, initial_scale: Any, params: optax.Params) -> RMSPropState:
+    """The state for ``params``: v at ``initial_scale``, the other buffers at 0."""
+
+    def like(p: jax.Array, fill: Any, dtype: Any) -> jax.Array:
+        """``jnp.full_like(p, fill, dtype)``, sharded like ``p``; (re, im) pairs of
+        reals for a complex ``p`` with ``split_complex``.
+
+        ``full_like`` keeps the sharding of a concrete ``p`` (and of a traced one
+        under explicit sharding); under ``jit`` with automatic sharding, adding
+        zeros computed from ``p`` (0 also where ``p`` is inf or NaN) lets the
+        partitioner shard the buffer like ``p``.
+        """
+        pairs = config.split_complex and jnp.iscomplexobj(p)
+        x = jnp.full_like(p, fill, dtype)
+        if hp.is_tracer(p):
+            x = x + jnp.where(jnp.isfinite(p), jnp.abs(p) * 0, 0).astype(dtype)
+        return jnp.stack([x, x], axis=-1) if pairs else x
+
+    def nu(path: Any, p: Any) -> Any:
+        check.check_param(path, p)
+        if p is None:
+            return None
+        v = like(p, jnp.real(initial_scale), _buffer_dtypes(config, p.dtype)[0])
+        if isinstance(config.nu_dtype, quantize.Int8) and config.nu_dtype.applies_to(v.shape):
+            # quantized from v, so that the scales come sharded like it
+            return (quantize.quantize if hp.is_tracer(v) else _jitted_quantize)(
+                v, config.nu_dtype, jnp.uint32(0)
+            )
+        return v
+
+    def zeros(p: jax.Array) -> jax.Array:
+        return like(p, 0, _buffer_dtypes(config, p.dtype)[1])
+
+    nus = jax.tree_util.tree_map_with_path(nu, params, is_leaf=_is_none)  # checks params
+    mu = jax.tree.map(zeros, params) if config.centered else None
+    return RMSPropState(
+        count=jnp.zeros([], jnp.int32),
+        nu=nus,
+        mu=mu,
+        momentum=(jax.tree.map(zeros, params) if config.use_momentum else None),
+    )
+
+
+def _update(
+    config: _Config,
+    values: dict[str, Any],
+    updates: optax.Updates,
+    state: RMSPropState,
+    params: optax.Params | None,
+) -> tuple[optax.Updates, RMSPropState]:
+    """One step: compiled once per configuration, or inlined into the caller's trace."""
+    check.check_state_type(state, RMSPropState)
+    traced = any(hp.is_tracer(x) for x in jax.tree.leaves((state.count, updates, values)))
+    if traced or not _jittable(config):  # inside the caller's trace the rule simply inlines
+        updates, state = _step(updates, state, params, values, config)
+    else:
+        updates, state = _jitted_step(updates, state, params, values, config=config)
+    if config.use_momentum:  # where the update is the new momentum: one array, not a copy
+        updates = jax.tree.map(
+            lambda u, b: b if u is None else u, updates, state.momentum, is_leaf=_is_none
+        )
+    return updates, state
 
 
 def _build(
     *,
-    learning_rate,
-    decay,
-    eps,
-    initial_scale,
-    eps_in_sqrt,
-    centered,
-    momentum,
-    nesterov,
-    bias_correction,
-    weight_decay,
-    decoupled_weight_decay,
-    weight_decay_mask,
-    lr_in_momentum,
-    maximize,
-    split_complex,
-    nu_dtype,
-    mu_dtype,
+    learning_rate: optax.ScalarOrSchedule | None,
+    decay: optax.ScalarOrSchedule,
+    eps: optax.ScalarOrSchedule,
+    initial_scale: jax.typing.ArrayLike,
+    eps_in_sqrt: bool,
+    centered: bool,
+    momentum: optax.ScalarOrSchedule | None,
+    nesterov: bool,
+    bias_correction: bool,
+    weight_decay: optax.ScalarOrSchedule | None,
+    decoupled_weight_decay: bool,
+    weight_decay_mask: MaskOrFn | None,
+    lr_in_momentum: bool,
+    maximize: bool,
+    split_complex: bool,
+    nu_dtype: Any,
+    mu_dtype: Any,
 ) -> optax.GradientTransformationExtraArgs:
-    hyperparameters = {"decay": decay, "eps": eps}
+    """Checks the arguments, splits them into the static configuration and the array
+    values, and returns the transformation."""
+    hyperparameters: dict[str, Any] = {"decay": decay, "eps": eps}
     if learning_rate is not None:
         hyperparameters["learning_rate"] = learning_rate
     if momentum is not None:
         hyperparameters["momentum"] = momentum
-    checked = {**hyperparameters, "initial_scale": initial_scale}
-    if weight_decay is not None:  # checked before the test for zero reads its value
-        checked["weight_decay"] = weight_decay
-    for name, value in checked.items():
-        hp.check(name, value)
+    check.check_arguments(
+        hyperparameters,
+        initial_scale=initial_scale,
+        weight_decay=weight_decay,
+        bias_correction=bias_correction,
+        nesterov=nesterov,
+        momentum=momentum,
+        flags=dict(
+            eps_in_sqrt=eps_in_sqrt,
+            centered=centered,
+            nesterov=nesterov,
+            bias_correction=bias_correction,
+            decoupled_weight_decay=decoupled_weight_decay,
+            lr_in_momentum=lr_in_momentum,
+            maximize=maximize,
+            split_complex=split_complex,
+        ),
+    )
     use_weight_decay = weight_decay is not None and not hp.is_concrete_zero(weight_decay)
     if use_weight_decay:
         hyperparameters["weight_decay"] = weight_decay
-    flags = dict(
-        eps_in_sqrt=eps_in_sqrt,
-        centered=centered,
-        nesterov=nesterov,
-        bias_correction=bias_correction,
-        decoupled_weight_decay=decoupled_weight_decay,
-        lr_in_momentum=lr_in_momentum,
-        maximize=maximize,
-        split_complex=split_complex,
-    )
-    for name, value in flags.items():
-        if not isinstance(value, (bool, np.bool_)):
-            raise TypeError(f"{name} must be a bool; got {value!r} of type {type(value).__name__}.")
-    if hp.is_schedule(initial_scale):
-        raise TypeError("initial_scale must be a number or a scalar array, not a schedule.")
-    # A number's 1 - decay is computed in float64 (so 1 - 1e-9 is no 1); an array's is
-    # float32 arithmetic, where a decay within 3e-8 of 1 is 1.
-    rho = None if hp.is_schedule(decay) or hp.is_tracer(decay) else hp.as_constant(decay)
-    if rho is not None and (rho == 1 or (not hp.is_constant(decay) and np.float32(rho) == 1)):
-        one = "decay=1" if rho == 1 else f"decay={rho} (1 in float32)"
-        if hp.is_concrete_zero(initial_scale):
-            raise ValueError(
-                f"{one} with initial_scale=0 keeps the accumulator at 0 forever, so every "
-                "step would be learning_rate * g / sqrt(eps); use decay < 1 or initial_scale > 0."
-            )
-        if bias_correction:
-            raise ValueError(
-                f"{one} with bias_correction=True divides by 1 - decay**t = 0; use decay < 1."
-            )
-    if nesterov and momentum is None:
-        raise ValueError("nesterov=True needs momentum: pass momentum=0.9, for example.")
-
-    rule = _Rule(
+    config = _Config(
         eps_in_sqrt=bool(eps_in_sqrt),
         centered=bool(centered),
         nesterov=bool(nesterov),
@@ -522,12 +546,12 @@ def _build(
         weight_decay=(
             ("decoupled" if decoupled_weight_decay else "coupled") if use_weight_decay else None
         ),
-        weight_decay_mask=_hashable_mask(weight_decay_mask),
+        weight_decay_mask=check.hashable_mask(weight_decay_mask),
         maximize=bool(maximize),
         split_complex=bool(split_complex),
         scale_only=learning_rate is None,
-        nu_dtype=_state_dtype("nu_dtype", nu_dtype, allow_int8=True),
-        mu_dtype=_state_dtype("mu_dtype", mu_dtype, allow_int8=False),
+        nu_dtype=check.state_dtype("nu_dtype", nu_dtype, allow_int8=True),
+        mu_dtype=check.state_dtype("mu_dtype", mu_dtype, allow_int8=False),
         schedules=tuple(
             (name, value) for name, value in hyperparameters.items() if hp.is_schedule(value)
         ),
@@ -540,49 +564,11 @@ def _build(
     values = {  # arrays: arguments of the compiled step
         name: value
         for name, value in hyperparameters.items()
-        if name not in dict(rule.schedules) and name not in dict(rule.constants)
+        if name not in dict(config.schedules) and name not in dict(config.constants)
     }
-    jittable = _jittable(rule)
 
     def init_fn(params: optax.Params) -> RMSPropState:
-        def like(p, fill, dtype):
-            """``jnp.full_like(p, fill, dtype)``, sharded like ``p``; (re, im) pairs of
-            reals for a complex ``p`` with ``split_complex``.
-
-            ``full_like`` keeps the sharding of a concrete ``p`` (and of a traced one
-            under explicit sharding); under ``jit`` with automatic sharding, adding
-            zeros computed from ``p`` (0 also where ``p`` is inf or NaN) lets the
-            partitioner shard the buffer like ``p``.
-            """
-            pairs = rule.split_complex and jnp.iscomplexobj(p)
-            x = jnp.full_like(p, fill, dtype)
-            if hp.is_tracer(p):
-                x = x + jnp.where(jnp.isfinite(p), jnp.abs(p) * 0, 0).astype(dtype)
-            return jnp.stack([x, x], axis=-1) if pairs else x
-
-        def nu(path, p):
-            _check_param(path, p)
-            if p is None:
-                return None
-            v = like(p, jnp.real(initial_scale), _buffer_dtypes(rule, p.dtype)[0])
-            if isinstance(rule.nu_dtype, quantize.Int8) and rule.nu_dtype.applies_to(v.shape):
-                # quantized from v, so that the scales come sharded like it
-                return (quantize.quantize if hp.is_tracer(v) else _jitted_quantize)(
-                    v, rule.nu_dtype, jnp.uint32(0)
-                )
-            return v
-
-        def zeros(p):
-            return like(p, 0, _buffer_dtypes(rule, p.dtype)[1])
-
-        nus = jax.tree_util.tree_map_with_path(nu, params, is_leaf=_is_none)  # checks params
-        mu = jax.tree.map(zeros, params) if rule.centered else None
-        return RMSPropState(
-            count=jnp.zeros([], jnp.int32),
-            nu=nus,
-            mu=mu,
-            momentum=(jax.tree.map(zeros, params) if rule.use_momentum else None),
-        )
+        return _init(config, initial_scale, params)
 
     def update_fn(
         updates: optax.Updates,
@@ -591,56 +577,9 @@ def _build(
         **extra_args: Any,
     ) -> tuple[optax.Updates, RMSPropState]:
         del extra_args
-        if not isinstance(state, RMSPropState):
-            raise TypeError(
-                f"state must be the RMSPropState made by init; got {type(state).__name__}."
-            )
-        traced = any(hp.is_tracer(x) for x in jax.tree.leaves((state.count, updates, values)))
-        if traced or not jittable:  # inside the caller's trace the rule simply inlines
-            updates, state = _step(updates, state, params, values, rule)
-        else:
-            updates, state = _jitted_step(updates, state, params, values, rule=rule)
-        if rule.use_momentum:  # where the update is the new momentum: one array, not a copy
-            updates = jax.tree.map(
-                lambda u, b: b if u is None else u, updates, state.momentum, is_leaf=_is_none
-            )
-        return updates, state
+        return _update(config, values, updates, state, params)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def _state_dtype(name: str, dtype: Any, allow_int8: bool) -> Any:
-    if dtype is None or isinstance(dtype, quantize.Int8):
-        if isinstance(dtype, quantize.Int8) and not allow_int8:
-            raise ValueError(f"{name} must be None or a float dtype; 8-bit storage is for nu.")
-        return dtype
-    if isinstance(dtype, str) and dtype == "int8":
-        if not allow_int8:
-            raise ValueError(f"{name} must be None or a float dtype; 8-bit storage is for nu.")
-        return quantize.Int8()
-    try:
-        dtype = jnp.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"{name} must be None, a float dtype or 'int8'; got {dtype!r}.") from None
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"{name} must be a float dtype (or 'int8' for nu_dtype); got {dtype}.")
-    if allow_int8 and dtype.itemsize < 2:  # float8: too little range for v
-        raise ValueError(
-            f"{name} must be a float dtype of 16 bits or more, or 'int8'; got {dtype}."
-        )
-    return dtype
-
-
-def _check_param(path: Any, p: Any) -> None:
-    if p is None:
-        return
-    dtype = jnp.result_type(p)
-    if not jnp.issubdtype(dtype, jnp.inexact):
-        raise TypeError(
-            f"params{jax.tree_util.keystr(path)} has dtype {dtype}: RMSProp updates only "
-            "floating-point or complex leaves. Leave the others out with optax.masked or "
-            "optax.partition."
-        )
 
 
 def scale_by_rms(

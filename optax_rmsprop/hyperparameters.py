@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -124,26 +124,52 @@ def schedule_value(name: str, value: Any) -> Any:
 # Derived values.
 
 
-def derive(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The hyperparameters and what the rule computes from them, for one step.
+Scalar = float | jax.Array  # a Python float (a compile-time constant) or a real JAX scalar
+
+
+class Hyperparameters(NamedTuple):
+    """One step's hyperparameters, and what the rule derives from them.
+
+    Each is a Python float (a constant, derived in float64) or a real JAX scalar (an
+    array or a schedule's value, used in its own dtype, as optax does). Those of
+    features that are off keep their defaults, which the rule never reads.
+    """
+
+    decay: Scalar  # ρ
+    one_minus_decay: Scalar  # 1 - ρ
+    eps: Scalar  # ε
+    learning_rate: Scalar = 1.0  # η (scale_by_rms applies none)
+    momentum: Scalar = 0.0  # μ
+    weight_decay: Scalar = 0.0  # λ
+    lr_weight_decay: Scalar = 0.0  # ηλ
+
+
+def derive(values: Mapping[str, Scalar]) -> Hyperparameters:
+    """The hyperparameters, by name, with what the rule computes from them, for one step.
 
     ``values`` maps names to Python floats (constants) or real JAX scalars (arrays,
-    schedules' values). Returns them with ``one_minus_decay`` (1 - ρ) and, where it
-    applies, ``lr_weight_decay`` (ηλ): Python floats, computed in float64, where their
-    inputs are; arrays otherwise. (log ρ, for the bias correction, is taken there.)
+    schedules' values). ``one_minus_decay`` (1 - ρ) and, where weight decay is on,
+    ``lr_weight_decay`` (ηλ) are Python floats, computed in float64, where their inputs
+    are; arrays otherwise. (log ρ, for the bias correction, is taken there.)
     """
-    h = dict(values)
-    rho = h["decay"]
+    rho = values["decay"]
     if isinstance(rho, float):
-        h["one_minus_decay"] = 1.0 - rho  # float64: the decay's own precision
+        one_minus_decay: Scalar = 1.0 - rho  # float64: the decay's own precision
     else:
-        h["one_minus_decay"] = 1 - rho  # float32 arithmetic on a float32 decay, as optax
-    if "learning_rate" in h and "weight_decay" in h:
-        h["lr_weight_decay"] = h["learning_rate"] * h["weight_decay"]  # float64 for numbers
-    return h
+        one_minus_decay = 1 - rho  # float32 arithmetic on a float32 decay, as optax
+    lr, wd = values.get("learning_rate"), values.get("weight_decay")
+    return Hyperparameters(
+        decay=rho,
+        one_minus_decay=one_minus_decay,
+        eps=values["eps"],
+        learning_rate=1.0 if lr is None else lr,
+        momentum=values.get("momentum", 0.0),
+        weight_decay=0.0 if wd is None else wd,
+        lr_weight_decay=0.0 if lr is None or wd is None else lr * wd,  # float64 for numbers
+    )
 
 
-def leaky_average(old: jax.Array, new: jax.Array, h: Mapping[str, Any]) -> jax.Array:
+def leaky_average(old: jax.Array, new: jax.Array, h: Hyperparameters) -> jax.Array:
     """(1 - ρ)·new + ρ·old.
 
     For a constant decay, as ``old + (1 - ρ)(new - old)``, or from the other end as
@@ -153,18 +179,18 @@ def leaky_average(old: jax.Array, new: jax.Array, h: Mapping[str, Any]) -> jax.A
     fixed point); from the nearer end, so that the rounding is relative to the result
     (ρ = 0 gives ``new``, ρ = 1 ``old``, exactly). For an array decay, optax's form.
     """
-    c, rho = h["one_minus_decay"], h["decay"]
+    c, rho = h.one_minus_decay, h.decay
     if isinstance(c, float):
         return old + c * (new - old) if c <= 0.5 else new + rho * (old - new)
     return c * new + rho * old
 
 
-def bias_correction(t: jax.Array, dtype: Any, h: Mapping[str, Any]) -> jax.Array:
+def bias_correction(t: jax.Array, dtype: Any, h: Hyperparameters) -> jax.Array:
     """1 - ρᵗ, as -expm1(t log ρ) with log ρ = log1p(-(1 - ρ)): no cancellation for ρ
     near 1 (1 - ρ¹ from a float32 ρ keeps ρ's rounding error, relatively magnified)."""
-    c = h["one_minus_decay"]
+    c = h.one_minus_decay
     if isinstance(c, float):  # log ρ in float64 on the host
-        log_decay: Any = math.log1p(-c) if c < 1 else -math.inf
+        log_decay: Scalar = math.log1p(-c) if c < 1 else -math.inf
     else:
         log_decay = jnp.log1p(-c)
     return -jnp.expm1(t.astype(dtype) * log_decay)
