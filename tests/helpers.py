@@ -103,6 +103,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "centered-momentum-nesterov-bias_correction-initial_scale": dict(
         centered=True, momentum=0.9, nesterov=True, bias_correction=True, initial_scale=1.0
     ),
+    # Every buffer (v, m̄, b) and the params (weight decay), all hyperparameters numbers.
+    "centered-momentum-nesterov-bias_correction-weight_decay_coupled-initial_scale": dict(
+        centered=True,
+        momentum=0.9,
+        nesterov=True,
+        bias_correction=True,
+        weight_decay=0.01,
+        initial_scale=0.1,
+    ),
     "weight_decay_coupled": dict(weight_decay=0.1),
     "weight_decay_coupled-mask": dict(weight_decay=0.1, weight_decay_mask=MASK),
     "weight_decay_decoupled-mask_prefix": dict(
