@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The lowest supported versions (.ci/lowest-constraints.txt, pyproject's floors) in a venv of
 # their own, with only the test runner's packages: no torch, keras, flax, orbax, matplotlib.
-# Runs the core tests: the rule, the optax contract, light state, sharding, the doctests.
+# Runs the core tests: the rule, its hyperparameters, the optax contract, light state,
+# sharding, the doctests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${LOWEST_VENV:-${TMPDIR:-/tmp}/optax_rmsprop-lowest}"
 rm -rf "$venv"
 python -m venv "$venv"
 pip=("$venv/bin/python" -m pip install --quiet -c .ci/lowest-constraints.txt)
-"${pip[@]}" jax jaxlib optax numpy "pytest>=8" chex hypothesis
+"${pip[@]}" jax jaxlib optax numpy "pytest>=8" hypothesis
 "${pip[@]}" -e .
 "$venv/bin/python" - <<'PY'
 import importlib.metadata as md
@@ -30,7 +31,7 @@ PY
 #   types and rounds differently; optax 0.2.8 stores them in the widest dtype.
 # - the checkpoint test needs orbax, which is not installed here.
 "$venv/bin/python" -m pytest -q \
-  tests/test_core.py tests/test_optax_contract.py tests/test_light_state.py \
-  tests/test_sharding.py tests/test_packaging.py optax_rmsprop \
-  --deselect tests/test_light_state.py::test_int8_state_under_inject_hyperparams \
+  tests/test_core.py tests/test_hyperparameters.py tests/test_optax_contract.py \
+  tests/test_quantize.py tests/test_sharding.py tests/test_packaging.py optax_rmsprop \
+  --deselect tests/test_quantize.py::test_int8_state_under_inject_hyperparams \
   --deselect tests/test_sharding.py::test_checkpoint_saved_on_one_mesh_resumes_on_another

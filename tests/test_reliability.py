@@ -29,12 +29,9 @@ Hypothesis example counts are small (``deadline=None``), since each example comp
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import pickle
-import re
-import warnings
 
 import flax.serialization
 import hypothesis
@@ -44,60 +41,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import (
+    INT8_SMALL,
+    assert_trees_close,
+    avals,
+    cases,
+    is_finite,
+    pieces,
+    variants,
+    with_lr,
+)
 
 from optax_rmsprop import Int8, RMSPropState, rmsprop
 from optax_rmsprop.quantize import QuantizedArray, dequantize
 
-with warnings.catch_warnings():
-    # Hypothesis reports a failing example through libcst, whose import warns
-    # (mypy_extensions.TypedDict): under filterwarnings = error that aborts the session.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    with contextlib.suppress(ImportError):
-        import hypothesis.extra._patching  # noqa: F401
-
-INT8_SMALL = Int8(block_size=4, min_size=8)  # 8-bit blocks for leaves of 8 values or more
-
-
-def pieces(*texts):
-    """A ``match`` pattern requiring every text, in any order."""
-    return "(?s)" + "".join(f"(?=.*{re.escape(text)})" for text in texts)
-
-
-def lr_schedule(count):
-    return 0.05 * 0.9**count
-
-
-def lr_warmup(count):  # 0.1 after 100 steps: still 0.1 after 2**31
-    return 0.1 * jnp.minimum(1.0, (count + 1) / 100)
-
-
-def decay_schedule(count):
-    return 0.95 - 0.45 * 0.7**count
-
-
 # ---------------------------------------------------------------------------
 # Trees, runs and comparisons.
-
-
-def bits(x):
-    """The bytes of an array, with its dtype and shape: equal bits, not just equal values."""
-    x = np.asarray(x)
-    return x.dtype, x.shape, x.tobytes()
-
-
-def assert_bit_identical(actual, expected, what=""):
-    assert jax.tree.structure(actual) == jax.tree.structure(expected), what
-    leaves = zip(jax.tree.leaves_with_path(actual), jax.tree.leaves(expected), strict=True)
-    for (path, a), e in leaves:
-        where = f"{what}{jax.tree_util.keystr(path)}"
-        assert bits(a)[:2] == bits(e)[:2], where
-        if bits(a) != bits(e):
-            np.testing.assert_array_equal(np.asarray(a), np.asarray(e), err_msg=where)
-            raise AssertionError(f"{where}: equal values, different bits (a signed zero?)")
-
-
-def avals(tree):
-    return jax.tree.map(lambda x: (jnp.shape(x), jnp.result_type(x)), tree)
 
 
 def well_conditioned(kwargs):
@@ -106,8 +65,7 @@ def well_conditioned(kwargs):
     v₀ = 0 or ρ = 0), computed as the difference of g² + ρv₀/(1 − ρ) and g², so rounding
     is amplified by about 1 + g²(1 − ρ)/(ρv₀). There v₀ = 10⁶ (the trees' gradients are
     normal numbers times at most 10², below 10³ in size: at most about 3.3 with ρ ≥ 0.3),
-    and ρ = 0.5 where it was 0.
-    (Found with v₀ = 1: a 7e-5 relative difference between vmap and a loop.)"""
+    and ρ = 0.5 where it was 0."""
     if kwargs.get("centered") and (kwargs.get("bias_correction") or kwargs["decay"] == 0):
         return {**kwargs, "decay": kwargs["decay"] or 0.5, "initial_scale": 1e6}
     return kwargs
@@ -120,29 +78,6 @@ def rounding_tolerance(kwargs, *trees):
         return 0.1
     floats = [x for x in jax.tree.leaves(trees) if jnp.isdtype(x.dtype, "real floating")]
     return 8 * max(float(jnp.finfo(x.dtype).eps) for x in floats)
-
-
-def assert_close(actual, expected, rtol, what=""):
-    """Same dtypes and shapes; values within ``rtol`` of each leaf's largest value; integers
-    (8-bit codes) within 2."""
-    assert avals(actual) == avals(expected), what
-    leaves = zip(jax.tree.leaves_with_path(actual), jax.tree.leaves(expected), strict=True)
-    for (path, a), e in leaves:
-        where = f"{what}{jax.tree_util.keystr(path)}"
-        if not jnp.issubdtype(a.dtype, jnp.inexact):
-            np.testing.assert_allclose(np.asarray(a, np.int64), np.asarray(e, np.int64), atol=2)
-            continue
-        a, e = np.asarray(a, np.complex128), np.asarray(e, np.complex128)
-        scale = np.max(np.abs(e[np.isfinite(e)]), initial=0.0)
-        np.testing.assert_allclose(a, e, rtol=rtol, atol=rtol * scale, err_msg=where)
-
-
-def is_finite(tree):
-    return all(
-        np.all(np.isfinite(np.asarray(x, np.complex128 if jnp.iscomplexobj(x) else np.float64)))
-        for x in jax.tree.leaves(tree)
-        if jnp.issubdtype(jnp.result_type(x), jnp.inexact)
-    )
 
 
 def nu_values(state, config):
@@ -218,7 +153,7 @@ STRUCTURE_CASES = {
 }
 
 
-@pytest.mark.parametrize("variant", [{}, {"centered": True, "momentum": 0.9}], ids=["plain", "all"])
+@pytest.mark.parametrize("variant", cases("plain", "centered-momentum"))
 @pytest.mark.parametrize("case", STRUCTURE_CASES, ids=STRUCTURE_CASES)
 def test_gradients_of_another_structure_raise_naming_the_path(case, variant):
     change, error, texts = STRUCTURE_CASES[case]
@@ -275,11 +210,7 @@ KIND_CASES = {
 }
 
 
-@pytest.mark.parametrize(
-    "variant",
-    [{}, {"centered": True, "momentum": 0.9}, {"split_complex": True}, {"nu_dtype": INT8_SMALL}],
-    ids=["plain", "centered-momentum", "split_complex", "nu_int8"],
-)
+@pytest.mark.parametrize("variant", cases("plain", "centered-momentum", "split_complex", "nu_int8"))
 @pytest.mark.parametrize("case", KIND_CASES, ids=KIND_CASES)
 def test_gradient_of_another_kind_raises_naming_the_path(case, variant):
     # An integer gradient was silently cast back to int (updates of 0), a complex gradient
@@ -302,146 +233,35 @@ def test_float64_gradients_for_float32_params_are_fine():
         assert updates.dtype == jnp.float64
 
 
+PARAM_KIND_CASES = {
+    # name: (params, the path of the bad leaf, its dtype's name)
+    "int32": ({"w": jnp.ones(2), "step": jnp.zeros((), jnp.int32)}, "['step']", "int32"),
+    "bool": ([jnp.ones(2), jnp.array([True, False])], "[1]", "bool"),
+    "nested_uint8": (
+        {"layer": {"b": jnp.ones(2), "mask": np.ones(2, np.uint8)}},
+        "['layer']['mask']",
+        "uint8",
+    ),
+    "python_int": ({"w": jnp.ones(2), "extra": {"n": 3}}, "['extra']['n']", "int32"),
+    "numpy_int64": ({"w": jnp.ones(2), "extra": {"n": np.int64(3)}}, "['extra']['n']", "int"),
+    "bool_array": (
+        {"w": jnp.ones(2), "extra": {"n": np.array([True, False])}},
+        "['extra']['n']",
+        "bool",
+    ),
+}
+
+
 @pytest.mark.parametrize(
-    "variant",
-    [
-        {"centered": True, "momentum": 0.9},
-        {"nu_dtype": "int8"},
-        {"split_complex": True, "mu_dtype": jnp.bfloat16},
-    ],
-    ids=["centered-momentum", "nu_int8", "split_complex-mu_bfloat16"],
+    "variant", cases("plain", "centered-momentum", "nu_int8", "centered-momentum-split_complex")
 )
-@pytest.mark.parametrize(
-    "leaf, dtype",
-    [(3, "int32"), (np.int64(3), "int"), (np.array([True, False]), "bool")],
-    ids=["python_int", "numpy_int64", "bool_array"],
-)
-def test_integer_and_bool_params_raise_at_init_for_every_variant(variant, leaf, dtype):
-    params = {"w": jnp.ones(2), "extra": {"n": leaf}}
-    with pytest.raises(TypeError, match=pieces("params['extra']['n']", dtype, "optax.masked")):
+@pytest.mark.parametrize("case", PARAM_KIND_CASES)
+def test_integer_and_bool_params_raise_at_init_naming_the_path(case, variant):
+    params, path, dtype = PARAM_KIND_CASES[case]
+    with pytest.raises(
+        TypeError, match=pieces(f"params{path}", dtype, "optax.masked", "optax.partition")
+    ):
         rmsprop(0.1, **variant).init(params)
-
-
-# ---------------------------------------------------------------------------
-# Errors: hyperparameters.
-
-NUMERIC = ["learning_rate", "decay", "eps", "momentum", "weight_decay", "initial_scale"]
-
-
-@pytest.mark.parametrize("name", NUMERIC)
-@pytest.mark.parametrize(
-    "value",
-    # A complex array with no imaginary part is accepted: optax.inject_hyperparams makes one
-    # of each number for complex params.
-    [0.1 + 0j, np.complex64(0.1 + 0.1j), np.str_("0.1"), b"0.1", {"value": 0.1}, (0.1,), {0.1}],
-    ids=["complex", "numpy_complex", "numpy_str", "bytes", "dict", "tuple", "set"],
-)
-def test_hyperparameters_of_the_wrong_type_raise(name, value):
-    with pytest.raises(TypeError, match=re.escape(name)):
-        rmsprop(**{"learning_rate": 0.1, name: value})
-
-
-FLAGS = [
-    "eps_in_sqrt",
-    "centered",
-    "nesterov",
-    "bias_correction",
-    "decoupled_weight_decay",
-    "lr_in_momentum",
-    "maximize",
-    "split_complex",
-]
-
-
-@pytest.mark.parametrize("name", FLAGS)
-@pytest.mark.parametrize("value", ["False", None, [True]], ids=["str", "none", "list"])
-def test_flags_of_the_wrong_type_raise(name, value):
-    # centered="False" was silently centered (a non-empty string is true).
-    kwargs = {"learning_rate": 0.1, "momentum": 0.9, name: value}
-    with pytest.raises(TypeError, match=pieces(name, "bool", repr(value))):
-        rmsprop(**kwargs)
-
-
-@pytest.mark.parametrize("name", NUMERIC)
-@pytest.mark.parametrize(
-    "value", [math.inf, -math.inf, np.float32("inf")], ids=["inf", "-inf", "f32"]
-)
-def test_infinite_hyperparameters_raise(name, value):
-    # learning_rate=inf gave ±inf updates, momentum/weight_decay=inf NaN, eps or
-    # initial_scale=inf updates of 0 forever: all passed the range check [0, inf].
-    with pytest.raises(ValueError, match=pieces(name, "finite", str(float(value)))):
-        rmsprop(**{"learning_rate": 0.1, name: value})
-
-
-@pytest.mark.parametrize(
-    "kwargs, texts",
-    [
-        ({"decay": 1.0}, ["decay=1", "initial_scale", "accumulator"]),
-        ({"decay": 1.0, "initial_scale": 1.0, "bias_correction": True}, ["decay=1", "bias_corr"]),
-        (
-            {"decay": jnp.float32(1 - 1e-9), "initial_scale": 1.0, "bias_correction": True},
-            ["decay=1", "bias_correction"],
-        ),
-        ({"decay": jnp.float32(1 - 1e-9)}, ["decay=1", "initial_scale"]),
-        ({"decay": np.float32(1 - 1e-9), "initial_scale": 1.0, "bias_correction": True}, ["decay"]),
-    ],
-    ids=[
-        "one",
-        "one-bias_correction",
-        "array_rounds_to_one-bias_correction",
-        "array_rounds_to_one",
-        "numpy_float32",
-    ],  # fmt: skip
-)
-def test_decay_of_one_raises(kwargs, texts):
-    # decay = 1 keeps v at v_0 (steps of lr·g/√ε from v_0 = 0), and bias correction
-    # divides by 1 - decay**t = 0. A float32 array of 1 - 1e-9 is 1; a Python number's
-    # 1 - decay is float64 arithmetic (tests/test_fidelity.py runs 1 - 1e-9).
-    with pytest.raises(ValueError, match=pieces(*texts)):
-        rmsprop(0.1, **kwargs)
-
-
-def test_a_number_within_1e_9_of_one_is_a_decay():
-    tx = rmsprop(0.1, decay=1 - 1e-9, bias_correction=True)
-    updates, state = tx.update(jnp.ones(2), tx.init(jnp.zeros(2)))
-    assert is_finite((updates, state))
-    np.testing.assert_allclose(state.nu, 1e-9, rtol=1e-6)
-
-
-def test_decay_just_below_one_in_float32_is_accepted():
-    tx = rmsprop(0.1, decay=float(np.nextafter(np.float32(1), np.float32(0))), bias_correction=True)
-    updates, state = tx.update(jnp.ones(2), tx.init(jnp.zeros(2)))
-    assert is_finite((updates, state))
-
-
-@pytest.mark.parametrize("name", ["learning_rate", "decay", "eps", "momentum", "weight_decay"])
-@pytest.mark.parametrize(
-    "value",
-    ["0.1", None, 0.1 + 0.2j, True, jnp.asarray(0.1 + 0.0j), jnp.asarray(True)],
-    ids=["str", "none", "complex", "bool", "complex_array", "bool_array"],
-)
-def test_schedule_returning_the_wrong_type_raises_at_update(name, value):
-    # A string or None failed inside the arithmetic ("bad operand type for unary -: 'str'"),
-    # a complex learning rate was silently dropped to its real part.
-    kwargs = {"learning_rate": 0.1, "momentum": 0.9, "weight_decay": 0.1}
-    tx = rmsprop(**{**kwargs, name: lambda count: value})
-    params = jnp.ones(3)
-    with pytest.raises(TypeError, match=pieces(f"schedule for {name}", "real scalar")):
-        tx.update(jnp.ones(3), tx.init(params), params)
-
-
-@pytest.mark.parametrize("mode", ["jit", "inject_hyperparams"])
-def test_schedule_returning_a_non_scalar_raises_when_traced(mode):
-    def schedule(count):
-        return jnp.full((2,), 0.1) * (count + 1)
-
-    if mode == "jit":
-        tx = rmsprop(schedule)
-    else:
-        tx = optax.inject_hyperparams(rmsprop)(0.1, decay=0.9, eps=schedule)
-    with pytest.raises(ValueError, match=pieces("scalar", "(2,)")):
-        state = jax.jit(tx.init)(jnp.ones(3))
-        jax.jit(tx.update)(jnp.ones(3), state, jnp.ones(3))
 
 
 # ---------------------------------------------------------------------------
@@ -518,23 +338,12 @@ def test_state_of_another_configuration_raises(case, tmp_path):
 # ---------------------------------------------------------------------------
 # Exact resume.
 
-RESUME_VARIANTS = {
-    "plain": {},
-    "centered-momentum-nesterov-bias_correction-eps_outside": dict(
-        centered=True, momentum=0.9, nesterov=True, bias_correction=True, eps_in_sqrt=False
-    ),
-    "schedules-weight_decay-lr_outside_momentum": dict(
-        learning_rate=lr_schedule,
-        decay=decay_schedule,
-        momentum=0.9,
-        lr_in_momentum=False,
-        weight_decay=0.01,
-        decoupled_weight_decay=True,
-    ),
-    "split_complex-centered-momentum-initial_scale": dict(
-        split_complex=True, centered=True, momentum=0.5, initial_scale=0.1
-    ),
-}
+RESUME_VARIANTS = variants(
+    "plain",
+    "everything",
+    "schedules-momentum-weight_decay_decoupled",
+    "centered-momentum-split_complex",
+)
 NU_DTYPES = {"nu_default": None, "nu_bfloat16": jnp.bfloat16, "nu_int8": "int8"}
 RESUME_STEPS, RESUMED_STEPS = 3, 4
 
@@ -571,7 +380,7 @@ SAVERS = {
 
 @functools.cache
 def resume_problem(variant, nu_dtype):
-    kwargs = {"learning_rate": 0.05, **RESUME_VARIANTS[variant], "nu_dtype": NU_DTYPES[nu_dtype]}
+    kwargs = with_lr(RESUME_VARIANTS[variant], 0.05, nu_dtype=NU_DTYPES[nu_dtype])
     rng = np.random.default_rng(0)
     params = {
         "w": random_leaf(rng, (64, 64), jnp.float32),  # 4096 values: 8-bit blocks for int8
@@ -600,13 +409,13 @@ def test_resume_is_bit_identical(variant, nu_dtype, saver, tmp_path):
     # The target is what a new process has: a fresh state of the same configuration.
     restored = SAVERS[saver](state, tx.init(params), tmp_path)
     assert isinstance(restored, RMSPropState)
-    assert_bit_identical(restored, state, "restored")
+    assert_trees_close(restored, state, what="restored")
     tx = rmsprop(**kwargs)  # a new process would build it again
     for i, g in enumerate(grads[RESUME_STEPS:], start=RESUME_STEPS):
         u, restored = tx.update(g, restored, p)
         p = optax.apply_updates(p, u)
-        assert_bit_identical(u, expected_updates[i], f"updates of step {i + 1}")
-    assert_bit_identical(restored, expected_states[-1], "final state")
+        assert_trees_close(u, expected_updates[i], what=f"updates of step {i + 1}")
+    assert_trees_close(restored, expected_states[-1], what="final state")
     assert int(restored.count) == RESUME_STEPS + RESUMED_STEPS
 
 
@@ -614,13 +423,11 @@ def test_resume_is_bit_identical(variant, nu_dtype, saver, tmp_path):
 # Non-finite gradients.
 
 BAD_VALUES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-NONFINITE_VARIANTS = {
-    "plain": {},
-    "centered-momentum-nesterov-bias_correction": dict(
-        centered=True, momentum=0.9, nesterov=True, bias_correction=True, initial_scale=0.1
-    ),
-    "nu_int8-mu_bfloat16": dict(momentum=0.9, nu_dtype=INT8_SMALL, mu_dtype=jnp.bfloat16),
-}
+NONFINITE_VARIANTS = variants(
+    "plain",
+    "centered-momentum-nesterov-bias_correction-initial_scale",
+    "centered-momentum-nu_int8-mu_bfloat16",
+)
 SKIPPERS = {
     "apply_if_finite": lambda tx: optax.apply_if_finite(tx, max_consecutive_errors=100),
     "multisteps_skip_not_finite": lambda tx: optax.MultiSteps(
@@ -702,11 +509,11 @@ def test_a_non_finite_leaf_never_reaches_another_leaf(variant, bad):
     updates, states = run(tx, params, poisoned(grads, bad_steps, [BAD_VALUES[bad]]))
     assert not is_finite([u["a"] for u in updates[bad_steps[0] :]])  # the test does poison
     for i in range(len(grads)):
-        assert_bit_identical(updates[i]["b"], clean_updates[i]["b"], f"step {i + 1} updates")
+        assert_trees_close(updates[i]["b"], clean_updates[i]["b"], what=f"step {i + 1} updates")
         for field in ("nu", "mu", "momentum"):
             buffer, clean = getattr(states[i], field), getattr(clean_states[i], field)
             if clean is not None:
-                assert_bit_identical(buffer["b"], clean["b"], f"step {i + 1} {field}")
+                assert_trees_close(buffer["b"], clean["b"], what=f"step {i + 1} {field}")
 
 
 # ---------------------------------------------------------------------------
@@ -719,22 +526,20 @@ MAGNITUDES = {
     "float16": [6e-8, 1e-5, 1e-2, 1.0, 100.0, 300.0, 1e3, 3e4, 6e4],
     "complex64": [1e-45, 1e-30, 1e-10, 1.0, 1e10, 1e20, 1e30, 2e38],
 }
-SAFETY_VARIANTS = {
-    "plain": {},
-    "eps_outside": dict(eps_in_sqrt=False),
-    "centered": dict(centered=True),
-    "centered-eps_outside": dict(centered=True, eps_in_sqrt=False),
-    "bias_correction": dict(bias_correction=True),
-    "bias_correction-eps_outside": dict(bias_correction=True, eps_in_sqrt=False),
-    "centered-bias_correction-initial_scale": dict(
-        centered=True, bias_correction=True, initial_scale=1.0
-    ),
-    "momentum-nesterov-decay_0.999": dict(momentum=0.9, nesterov=True, decay=0.999),
-    "centered-momentum": dict(centered=True, momentum=0.9),
-    "nu_int8": dict(nu_dtype=INT8_SMALL),
-    "nu_bfloat16": dict(nu_dtype=jnp.bfloat16),
-    "split_complex-centered": dict(split_complex=True, centered=True),
-}
+SAFETY_VARIANTS = variants(
+    "plain",
+    "eps_outside",
+    "centered",
+    "centered-eps_outside",
+    "bias_correction",
+    "bias_correction-eps_outside",
+    "centered-bias_correction-initial_scale",
+    "momentum-nesterov-decay_0.999",
+    "centered-momentum",
+    "nu_int8",
+    "nu_bfloat16",
+    "centered-split_complex",
+)
 LR, EPS = 0.01, 1e-8
 
 
@@ -749,11 +554,8 @@ def representable(variant, dtype, magnitude):
 @pytest.mark.parametrize("variant", SAFETY_VARIANTS)
 def test_finite_gradients_give_finite_updates_and_state(variant):
     """Four steps of random-sign gradients at each magnitude of each dtype, one leaf per
-    (dtype, magnitude): leaves never mix, so this is one run per leaf.
-
-    Found: |g|² overflowing v's dtype (float32 or bfloat16 |g| > 1.8e19, a float16 v and
-    |g| > 810) stored v = inf (updates 0 forever after), and centered with bias correction
-    gave inf - inf = NaN.
+    (dtype, magnitude): leaves never mix, so this is one run per leaf. |g|² beyond v's
+    range (float32 |g| > 1.8e19) must neither store v = inf nor give inf - inf = NaN.
     """
     kwargs = SAFETY_VARIANTS[variant]
     rng = np.random.default_rng(0)
@@ -793,10 +595,8 @@ SPIKES = {"float32": 1e30, "bfloat16": 1e30, "float16": 6e4}
     "variant", ["plain", "centered", "bias_correction-eps_outside", "centered-momentum", "nu_int8"]
 )
 def test_training_recovers_from_a_huge_gradient(variant, dtype):
-    """One gradient of 1e30 (6e4 in float16), then ±1: the step returns to ±lr·1.
-
-    Found: v = inf stayed inf (ρ·inf), so the coordinate's updates were 0 forever.
-    """
+    """One gradient of 1e30 (6e4 in float16), then ±1: the step returns to ±lr·1 (a v of
+    inf would stay inf, and the coordinate's updates 0)."""
     kwargs = SAFETY_VARIANTS[variant]
     tx = rmsprop(LR, eps=EPS, **kwargs)
     params = jnp.zeros(16, dtype)
@@ -825,63 +625,8 @@ def test_training_recovers_from_a_huge_gradient(variant, dtype):
     assert np.all((low < magnitude) & (magnitude < high)), magnitude
 
 
-@pytest.mark.parametrize("mode", ["eager", "jit"])
-@pytest.mark.parametrize("eps_in_sqrt", [True, False], ids=["eps_inside", "eps_outside"])
-@pytest.mark.parametrize("decay", [0.0, 0.5, 0.9, 0.999, 0.99999, 0.9999999, 0.99999994])
-def test_bias_correction_at_step_one_gives_lr_sign_g(decay, eps_in_sqrt, mode):
-    """v̂₁ = (1 - ρ) g² / (1 - ρ) = g², so with ε = 0 the first step is -lr·sign(g) for every
-    ρ, as long as both 1 - ρ are the same number.
-
-    Found: under jit, 1 - ρ of v came from Python's float64 (1e-7 for ρ = 0.9999999) and
-    that of the correction from float32 (1 - 0.99999988 = 1.19e-7): steps 9 % too large.
-    """
-    tx = rmsprop(0.1, decay=decay, eps=0.0, bias_correction=True, eps_in_sqrt=eps_in_sqrt)
-    update = jax.jit(tx.update) if mode == "jit" else tx.update
-    g = jnp.asarray([3.0, -1e-3, 1e10, -7.5e-12])
-    updates, state = update(g, tx.init(jnp.zeros(4)))
-    np.testing.assert_allclose(updates, -0.1 * np.sign(g), rtol=2e-6)
-    assert is_finite(state)
-
-
-@pytest.mark.parametrize(
-    "variant",
-    [
-        dict(bias_correction=True),
-        dict(bias_correction=True, decay=0.99999994, eps_in_sqrt=False),
-        dict(bias_correction=True, centered=True, momentum=0.9, learning_rate=lr_warmup),
-    ],
-    ids=["decay_0.9", "decay_0.99999994-eps_outside", "centered-momentum-lr_warmup"],
-)
-def test_counter_saturates_and_bias_correction_vanishes_after_2_31_steps(variant):
-    """A state whose count is near int32's maximum: the count stops at 2**31 - 1 (never
-    wraps to negative, which would make ρ^t huge), and 1 - ρ^t is exactly 1, so the
-    updates equal those without bias correction bit for bit."""
-    kwargs = {"learning_rate": 0.1, **variant}
-    tx = rmsprop(**kwargs)
-    plain = rmsprop(**{**kwargs, "bias_correction": False})
-    params = jnp.zeros(3)
-    state = tx.init(params)
-    for g in ([1.0, -2.0, 0.5], [0.5, 1.0, -3.0]):
-        _, state = tx.update(jnp.asarray(g), state, params)
-    state = state._replace(count=jnp.asarray(2**31 - 3, jnp.int32))
-    plain_state = state
-    counts = []
-    for g in ([1.0, -2.0, 0.5], [0.5, 1.0, -3.0], [2.0, 2.0, 2.0], [-1.0, 0.1, 1.0]):
-        updates, state = tx.update(jnp.asarray(g), state, params)
-        expected, plain_state = plain.update(jnp.asarray(g), plain_state, params)
-        assert_bit_identical(updates, expected)
-        assert is_finite((updates, state))
-        counts.append(int(state.count))
-    assert counts == [2**31 - 2, 2**31 - 1, 2**31 - 1, 2**31 - 1]
-    assert state.count.dtype == jnp.int32
-
-
 @pytest.mark.parametrize("decay", [0.999, 0.99999, 0.9999999, 0.99999994])
-@pytest.mark.parametrize(
-    "variant",
-    [{}, dict(eps_in_sqrt=False), dict(centered=True), dict(momentum=0.9, nesterov=True)],
-    ids=["plain", "eps_outside", "centered", "nesterov"],
-)
+@pytest.mark.parametrize("variant", cases("plain", "eps_outside", "centered", "momentum-nesterov"))
 def test_decays_close_to_one_stay_finite_and_bounded(variant, decay):
     """First step |s| <= 1/√(1 - ρ) (1 - ρ taken in float64, as the rule does); centered:
     1/√(ρ(1 - ρ)). Then 50 steps: finite."""
@@ -903,7 +648,7 @@ def test_decays_close_to_one_stay_finite_and_bounded(variant, decay):
 def test_eps_zero_is_safe_for_nonzero_gradients_and_nan_for_zero_ones():
     """The documented edge of ε = 0: finite for gradients whose squares are normal floats,
     0/0 = NaN for a coordinate whose gradients were all 0 (as optax and PyTorch)."""
-    for variant in ({}, dict(eps_in_sqrt=False), dict(bias_correction=True), dict(momentum=0.9)):
+    for variant in variants("plain", "eps_outside", "bias_correction", "momentum").values():
         tx = rmsprop(0.1, eps=0.0, **variant)
         params = jnp.zeros(4)
         state = tx.init(params)
@@ -921,7 +666,7 @@ def test_float16_params_follow_the_float32_arithmetic_across_their_range():
     rng = np.random.default_rng(0)
     grads = [jnp.asarray(rng.uniform(-6e4, 6e4, 32), jnp.float16) for _ in range(10)]
     params = jnp.zeros(32, jnp.float16)
-    for variant in ({}, dict(momentum=0.9), dict(bias_correction=True, eps_in_sqrt=False)):
+    for variant in variants("plain", "momentum", "bias_correction-eps_outside").values():
         half, _ = run(rmsprop(0.01, **variant), params, grads)
         single, _ = run(
             rmsprop(0.01, **variant),
@@ -946,6 +691,9 @@ LEAF_DTYPES = ["float32", "bfloat16", "float16", "complex64"]
 # The same examples on every run, so that CI is reproducible (run with more examples and
 # derandomize=False to explore: the jit and vmap properties passed 120-200 random ones).
 SETTINGS = hypothesis.settings(
+    # The explain phase imports libcst, whose import warns (an error under
+    # filterwarnings = error) when it reports a failing example.
+    phases=[p for p in hypothesis.Phase if p.name != "explain"],
     deadline=None,
     max_examples=25,
     database=None,
@@ -1024,22 +772,16 @@ def configs(draw, *, eps_zero=False, weight_decay=True, momentum=True, centered=
 @hypothesis.given(tree=trees(), kwargs=configs())
 def test_property_jit_equals_eager(tree, kwargs):
     """``jax.jit(tx.update)`` gives the eager updates and states bit for bit, for every
-    dtype and storage of the state.
-
-    Found: under the caller's jit, Python-number hyperparameters went through Python's
-    float64 arithmetic (1 - 0.999 = 0.001) and in the eager step through float32
-    (1 - 0.999f = 0.00100004673): 5e-5 apart, and 19 % for decay = 0.9999999. Then,
-    last places: those numbers were compile-time constants of the caller's program and
-    arguments of the eager one, and the compiler folds constants (pow, FMA contraction)
-    differently; now both programs see a runtime value.
+    dtype and storage of the state: Python-number hyperparameters are the same constants,
+    rounded the same way, in both programs.
     """
     params, gradients = tree
     tx = rmsprop(**kwargs)
     grads = [gradients(step) for step in range(3)]
     eager_updates, eager_states = run(tx, params, grads)
     jit_updates, jit_states = run(tx, params, grads, update=jax.jit(tx.update))
-    assert_bit_identical(jit_updates, eager_updates, "updates")
-    assert_bit_identical(jit_states, eager_states, "states")
+    assert_trees_close(jit_updates, eager_updates, what="updates")
+    assert_trees_close(jit_states, eager_states, what="states")
 
 
 @SETTINGS
@@ -1068,8 +810,22 @@ def test_property_vmap_equals_a_loop(tree, kwargs, batch):
     for b in range(batch):
         want_updates, want_states = run(tx, members[b], grads[b], apply=False)
         take = functools.partial(jax.tree.map, lambda x, b=b: x[b])
-        assert_close(take(updates), want_updates, rtol, f"member {b} updates")
-        assert_close(take(state), want_states[-1], rtol, f"member {b} state")
+        assert_trees_close(
+            take(updates),
+            want_updates,
+            rtol,
+            leaf_scale=True,
+            codes=(2, 1.0),
+            what=f"member {b} updates",
+        )
+        assert_trees_close(
+            take(state),
+            want_states[-1],
+            rtol,
+            leaf_scale=True,
+            codes=(2, 1.0),
+            what=f"member {b} state",
+        )
 
 
 @SETTINGS
@@ -1107,7 +863,7 @@ def test_property_with_eps_zero_the_update_ignores_the_gradients_scale(tree, kwa
     reference, _ = run(tx, params, grads)
     c = 2.0**power
     scaled, _ = run(tx, params, [jax.tree.map(lambda g: g * c, g) for g in grads])
-    assert_bit_identical(scaled, reference, f"scaled by 2**{power}")
+    assert_trees_close(scaled, reference, what=f"scaled by 2**{power}")
     if kwargs["centered"]:
         return
     scaled, _ = run(tx, params, [jax.tree.map(lambda g: g * factor, g) for g in grads])

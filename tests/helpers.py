@@ -1,0 +1,429 @@
+"""What the test files share: the variants of the rule, its float64 oracle, one way to
+compare trees, the trees and the problems they run on.
+
+The test modules import it as ``helpers`` (pytest puts ``tests/`` on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from optax_rmsprop import Int8
+
+# ---------------------------------------------------------------------------
+# Schedules: functions of the step count t - 1, at module level so that equal
+# configurations share one compiled update. Plain arithmetic, so that the oracle can call
+# them with a Python int.
+
+
+def lr_schedule(count):
+    return 0.05 * 0.9**count
+
+
+def decay_schedule(count):  # 0.5 at the first step, rising towards 0.95
+    return 0.95 - 0.45 * 0.7**count
+
+
+def momentum_schedule(count):  # 0.4 at the first step, rising towards 0.9
+    return 0.9 - 0.5 * 0.8**count
+
+
+def weight_decay_schedule(count):
+    return 0.2 / (1 + count)
+
+
+def eps_schedule(count):  # comparable to v early on, so a wrong count shows
+    return 1e-2 * 0.5**count
+
+
+def decays_matrices(params):
+    """A ``weight_decay_mask`` callable: weight decay on the 2-D leaves only."""
+    return jax.tree.map(lambda p: jnp.ndim(p) == 2, params)
+
+
+SCHEDULES = dict(
+    learning_rate=lr_schedule,
+    decay=decay_schedule,
+    momentum=momentum_schedule,
+    weight_decay=weight_decay_schedule,
+    eps=eps_schedule,
+)
+
+# ---------------------------------------------------------------------------
+# The variants: keyword arguments of ``rmsprop`` besides the learning rate (which a
+# variant sets only as a schedule). The masks are written for ``make_tree``'s tree.
+
+INT8_SMALL = Int8(block_size=4, min_size=8)  # 8-bit blocks of 4 for leaves of 8 values or more
+MASK = {"dense": {"w": True, "b": False}, "scale": True, "z": False}
+MASK_PREFIX = {"dense": True, "scale": False, "z": True}
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "eps_outside": dict(eps_in_sqrt=False),
+    "eps_zero": dict(eps=0.0),
+    "initial_scale": dict(initial_scale=1.0),
+    "decay_zero": dict(decay=0.0),
+    "decay_one-initial_scale": dict(decay=1.0, initial_scale=1.0),
+    "centered": dict(centered=True),
+    "centered-eps_outside": dict(centered=True, eps_in_sqrt=False),
+    "bias_correction": dict(bias_correction=True),
+    "bias_correction-eps_outside": dict(bias_correction=True, eps_in_sqrt=False),
+    "centered-bias_correction-initial_scale": dict(
+        centered=True, bias_correction=True, initial_scale=1.0
+    ),
+    "centered-bias_correction-eps_outside-initial_scale": dict(
+        centered=True, bias_correction=True, eps_in_sqrt=False, initial_scale=1.0
+    ),
+    "decay_schedule-eps_schedule": dict(decay=decay_schedule, eps=eps_schedule),
+    "momentum": dict(momentum=0.9),
+    "momentum_zero": dict(momentum=0.0),
+    "momentum-nesterov": dict(momentum=0.9, nesterov=True),
+    "momentum-nesterov-decay_0.999": dict(momentum=0.9, nesterov=True, decay=0.999),
+    "momentum-lr_outside_momentum": dict(momentum=0.9, lr_in_momentum=False),
+    "momentum-bias_correction": dict(momentum=0.9, bias_correction=True),
+    "momentum-lr_schedule": dict(momentum=0.9, learning_rate=lr_schedule),
+    "momentum-lr_schedule-lr_outside_momentum": dict(
+        momentum=0.9, learning_rate=lr_schedule, lr_in_momentum=False
+    ),
+    "momentum-nesterov-lr_schedule-lr_outside_momentum": dict(
+        momentum=0.9, nesterov=True, learning_rate=lr_schedule, lr_in_momentum=False
+    ),
+    "centered-momentum": dict(centered=True, momentum=0.9),
+    "centered-momentum-eps_outside": dict(centered=True, momentum=0.9, eps_in_sqrt=False),
+    "centered-momentum-nesterov-bias_correction": dict(
+        centered=True, momentum=0.9, nesterov=True, bias_correction=True
+    ),
+    "centered-momentum-nesterov-bias_correction-initial_scale": dict(
+        centered=True, momentum=0.9, nesterov=True, bias_correction=True, initial_scale=1.0
+    ),
+    # Every buffer (v, m̄, b) and the params (weight decay), all hyperparameters numbers.
+    "centered-momentum-nesterov-bias_correction-weight_decay_coupled-initial_scale": dict(
+        centered=True,
+        momentum=0.9,
+        nesterov=True,
+        bias_correction=True,
+        weight_decay=0.01,
+        initial_scale=0.1,
+    ),
+    "weight_decay_coupled": dict(weight_decay=0.1),
+    "weight_decay_coupled-mask": dict(weight_decay=0.1, weight_decay_mask=MASK),
+    "weight_decay_decoupled-mask_prefix": dict(
+        weight_decay=0.1, decoupled_weight_decay=True, weight_decay_mask=MASK_PREFIX
+    ),
+    "weight_decay_decoupled-mask_fn": dict(
+        weight_decay=0.1, decoupled_weight_decay=True, weight_decay_mask=decays_matrices
+    ),
+    "weight_decay_decoupled-momentum": dict(
+        weight_decay=0.1, decoupled_weight_decay=True, momentum=0.9
+    ),
+    "centered-momentum-weight_decay_decoupled": dict(
+        centered=True, momentum=0.9, weight_decay=0.1, decoupled_weight_decay=True
+    ),
+    "maximize": dict(maximize=True),
+    "maximize-weight_decay_coupled": dict(maximize=True, weight_decay=0.1),
+    "schedules-momentum-weight_decay_decoupled": dict(**SCHEDULES, decoupled_weight_decay=True),
+    "schedules-centered-bias_correction-nesterov-eps_outside-initial_scale": dict(
+        **SCHEDULES,
+        centered=True,
+        bias_correction=True,
+        nesterov=True,
+        eps_in_sqrt=False,
+        initial_scale=1.0,
+    ),
+    "split_complex": dict(split_complex=True),
+    "centered-split_complex": dict(centered=True, split_complex=True),
+    "centered-momentum-split_complex": dict(centered=True, momentum=0.9, split_complex=True),
+    "nu_bfloat16": dict(nu_dtype=jnp.bfloat16),
+    "centered-nu_bfloat16-mu_bfloat16": dict(
+        centered=True, nu_dtype=jnp.bfloat16, mu_dtype=jnp.bfloat16
+    ),
+    "nu_int8": dict(nu_dtype=INT8_SMALL),
+    "centered-momentum-mu_bfloat16": dict(centered=True, momentum=0.9, mu_dtype=jnp.bfloat16),
+    "centered-momentum-nu_int8-mu_bfloat16": dict(
+        centered=True, momentum=0.9, nu_dtype=INT8_SMALL, mu_dtype=jnp.bfloat16
+    ),
+    # Every flag and every hyperparameter a schedule; a mask that fits any tree. v₀ = 10
+    # keeps the centered variance v̂ − m̂² of the first steps away from 0, where it would
+    # amplify the last-place differences of two compilations.
+    "everything": dict(
+        **SCHEDULES,
+        centered=True,
+        bias_correction=True,
+        initial_scale=10.0,
+        eps_in_sqrt=False,
+        nesterov=True,
+        lr_in_momentum=False,
+        maximize=True,
+        weight_decay_mask=decays_matrices,
+    ),
+}
+
+
+def variants(*names: str) -> dict[str, dict[str, Any]]:
+    """The named entries of ``VARIANTS`` (all of them when no name is given)."""
+    return {name: VARIANTS[name] for name in names or VARIANTS}
+
+
+def cases(*names: str) -> list[Any]:
+    """``pytest.param(kwargs, id=name)`` for the named variants."""
+    return [pytest.param(kwargs, id=name) for name, kwargs in variants(*names).items()]
+
+
+def with_lr(kwargs: dict[str, Any], learning_rate: Any = 0.05, **more: Any) -> dict[str, Any]:
+    """``rmsprop``'s arguments: the learning rate unless the variant has a schedule."""
+    return {"learning_rate": learning_rate, **more, **kwargs}
+
+
+# ---------------------------------------------------------------------------
+# Trees.
+
+TREE_SHAPES = {"dense": {"w": (3, 4), "b": (4,)}, "scale": (), "z": (2,)}
+
+
+def make_tree(seed: Any = 0, dtype: Any = np.float32, scale: float = 1.0, z_dtype: Any = None):
+    """A small nested tree of normal numbers: a matrix ``dense/w`` (12 values: 8-bit with
+    ``INT8_SMALL``), a vector, a scalar and a vector ``z`` (``z_dtype``: complex or not)."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+    def leaf(shape, dtype):
+        x = rng.normal(0.0, scale, shape)
+        if np.issubdtype(dtype, np.complexfloating):
+            x = x + 1j * rng.normal(0.0, scale, shape)
+        return np.asarray(x).astype(dtype)
+
+    return {
+        "dense": {"w": leaf((3, 4), dtype), "b": leaf((4,), dtype)},
+        "scale": leaf((), dtype),
+        "z": leaf((2,), z_dtype or dtype),
+    }
+
+
+def stack(trees: list[Any]) -> Any:
+    """A list of trees of one structure as one tree of stacked NumPy arrays."""
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+
+# ---------------------------------------------------------------------------
+# Comparing trees.
+
+
+def _bits(x: Any) -> tuple[Any, ...]:
+    x = np.asarray(x)
+    return x.dtype, x.shape, x.tobytes()
+
+
+def assert_trees_close(
+    actual: Any,
+    expected: Any,
+    rtol: float = 0.0,
+    atol: float = 0.0,
+    *,
+    leaf_scale: bool = False,
+    same_dtypes: bool = True,
+    codes: tuple[int, float] = (0, 0.0),
+    what: str = "",
+) -> None:
+    """The same structure, shapes and (``same_dtypes``) dtypes, and close values.
+
+    Floating leaves: ``|a − e| <= atol + rtol·|e|``, plus ``rtol·max|e|`` of the leaf with
+    ``leaf_scale`` (where entries cancel to ~0, only an error relative to the leaf's scale
+    means anything); ``rtol = atol = 0`` asks for the same bits. Integer leaves (8-bit
+    codes): ``codes = (d, f)`` lets at most a fraction ``f`` of them differ, by at most ``d``.
+    """
+    assert jax.tree.structure(actual) == jax.tree.structure(expected), what
+    leaves = zip(jax.tree.leaves_with_path(actual), jax.tree.leaves(expected), strict=True)
+    for (path, a), e in leaves:
+        where = f"{what}{jax.tree_util.keystr(path)}"
+        assert np.shape(a) == np.shape(e), where
+        if same_dtypes:
+            assert jnp.result_type(a) == jnp.result_type(e), where
+        if not jnp.issubdtype(jnp.result_type(e), jnp.inexact):
+            diff = np.abs(np.asarray(a, np.int64) - np.asarray(e, np.int64))
+            largest, fraction = codes
+            assert diff.max(initial=0) <= largest, f"{where}: codes {diff.max()} apart"
+            assert (diff > 0).mean() <= fraction if diff.size else True, where
+            continue
+        if rtol == 0 and atol == 0 and same_dtypes:
+            if _bits(a) != _bits(e):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(e), err_msg=where)
+                raise AssertionError(f"{where}: equal values, different bits (a signed zero?)")
+            continue
+        a, e = np.asarray(a, np.complex128), np.asarray(e, np.complex128)
+        tolerance = atol
+        if leaf_scale:
+            tolerance += rtol * np.max(np.abs(e[np.isfinite(e)]), initial=0.0)
+        np.testing.assert_allclose(a, e, rtol=rtol, atol=tolerance, err_msg=where)
+
+
+# ---------------------------------------------------------------------------
+# The exact rule.
+
+
+class Exact(NamedTuple):
+    """The oracle's trajectory: θ₀ … θ_T, u₁ … u_T, and the buffers after step T."""
+
+    params: list[Any]
+    updates: list[Any]
+    nu: Any
+    mu: Any
+    momentum: Any
+
+
+def decayed_leaves(mask: Any, params: Any) -> list[bool]:
+    """Per leaf of ``params``, whether ``mask`` (None, a tree, a prefix of the tree or a
+    callable of the params, as ``optax.masked`` reads it) selects it."""
+    if mask is None:
+        return [True] * len(jax.tree.leaves(params))
+    if callable(mask):
+        mask = mask(params)
+    spread = jax.tree.map(lambda m, sub: jax.tree.map(lambda _: bool(m), sub), mask, params)
+    return jax.tree.leaves(spread)
+
+
+def oracle(
+    gradient: Callable[[int, Any], Any],
+    params: Any,
+    steps: int,
+    *,
+    learning_rate: Any,
+    decay: Any = 0.9,
+    eps: Any = 1e-8,
+    initial_scale: float = 0.0,
+    eps_in_sqrt: bool = True,
+    centered: bool = False,
+    momentum: Any = None,
+    nesterov: bool = False,
+    bias_correction: bool = False,
+    weight_decay: Any = None,
+    decoupled_weight_decay: bool = False,
+    weight_decay_mask: Any = None,
+    lr_in_momentum: bool = True,
+    maximize: bool = False,
+    nu_dtype: Any = None,
+    mu_dtype: Any = None,
+) -> Exact:
+    """RMSProp from the equations of :func:`optax_rmsprop.rmsprop`'s docstring ("doc"
+    below), in float64 / complex128 NumPy, one leaf at a time.
+
+    ``gradient(t, θ_{t-1})`` gives g_t as a tree like ``params`` (θ₀): a fixed sequence, or
+    the gradient of a problem at the current iterate. A hyperparameter is a number or a
+    schedule of t - 1. The storage dtypes are ignored: the exact rule stores nothing
+    rounded.
+    """
+    del nu_dtype, mu_dtype
+
+    def at(h, count):  # doc: "each a number or a schedule of the step count t-1"
+        return float(h(count)) if callable(h) else float(h)
+
+    def wide(x):
+        return np.asarray(x, np.complex128 if np.iscomplexobj(x) else np.float64)
+
+    leaves, treedef = jax.tree.flatten(params)
+    theta = [wide(x) for x in leaves]
+    decays = decayed_leaves(weight_decay_mask, params)
+    v = [np.full(x.shape, float(initial_scale)) for x in theta]  # doc: v_0
+    m = [np.zeros_like(x) for x in theta]  # doc: m̄_0 = 0
+    b = [np.zeros_like(x) for x in theta]  # optax's trace: b_0 = 0
+    path, history = [treedef.unflatten(theta)], []
+    for t in range(1, steps + 1):
+        count = t - 1
+        lr, rho, e = at(learning_rate, count), at(decay, count), at(eps, count)
+        lam = 0.0 if weight_decay is None else at(weight_decay, count)
+        mu = None if momentum is None else at(momentum, count)
+        grads = treedef.flatten_up_to(gradient(t, treedef.unflatten(theta)))
+        u_t = []
+        for k, g in enumerate(grads):
+            g = wide(g)
+            decayed = lam != 0 and decays[k]
+            if maximize:
+                g = -g  # doc line 1 (PyTorch: before weight decay)
+            if decayed and not decoupled_weight_decay:
+                g = g + lam * theta[k]  # doc line 2: coupled (L2) weight decay
+            v[k] = (1 - rho) * np.abs(g) ** 2 + rho * v[k]  # doc line 3
+            if centered:
+                m[k] = (1 - rho) * g + rho * m[k]  # doc line 4
+            v_hat, m_hat = v[k], m[k]
+            if bias_correction:
+                v_hat, m_hat = v[k] / (1 - rho**t), m[k] / (1 - rho**t)  # doc line 5
+            sigma2 = np.maximum(v_hat - np.abs(m_hat) ** 2, 0) if centered else v_hat  # line 6
+            if eps_in_sqrt:
+                s = g / np.sqrt(sigma2 + e)  # doc line 7: optax, Keras, TF1, MXNet
+            else:
+                s = g / (np.sqrt(sigma2) + e)  # doc line 7: PyTorch
+            if mu is None:
+                u = -lr * s  # doc line 10
+            elif lr_in_momentum:
+                b[k] = -lr * s + mu * b[k]  # doc line 8: optax's trace
+                u = -lr * s + mu * b[k] if nesterov else b[k]
+            else:
+                b[k] = s + mu * b[k]  # doc line 9: PyTorch
+                u = -lr * (s + mu * b[k]) if nesterov else -lr * b[k]
+            if decayed and decoupled_weight_decay:
+                u = u - lr * lam * theta[k]  # doc line 11
+            u_t.append(u)
+        theta = [x + u for x, u in zip(theta, u_t, strict=True)]  # optax.apply_updates
+        path.append(treedef.unflatten(theta))
+        history.append(treedef.unflatten(u_t))
+    return Exact(path, history, *(treedef.unflatten(x) for x in (v, m, b)))
+
+
+def fixed(grads: list[Any]) -> Callable[[int, Any], Any]:
+    """The gradient function of a fixed sequence g₁ … g_T."""
+    return lambda t, theta: grads[t - 1]
+
+
+# ---------------------------------------------------------------------------
+# Problems.
+
+
+class LeastSquares(NamedTuple):
+    """0.5 |A x − b|² / n for each seed (the leading axis), and where to start."""
+
+    a: np.ndarray
+    b: np.ndarray
+    x0: np.ndarray
+
+    def gradient(self, x: Any, xp: Any = np, a: Any = None, b: Any = None) -> Any:
+        """∇ at ``x`` for each seed, in ``xp`` (NumPy, jnp, torch) and ``a``, ``b``'s dtype."""
+        a = self.a if a is None else a
+        b = self.b if b is None else b
+        residual = xp.einsum("snd,sd->sn", a, x) - b
+        return xp.einsum("snd,sn->sd", a, residual) / a.shape[1]
+
+
+def least_squares(seeds: int = 16, n: int = 64, d: int = 16) -> LeastSquares:
+    """Columns scaled over e^±2, each coordinate of x₀ 3 to 5 away from the minimum."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(seeds, n, d)) * np.exp(rng.normal(size=(seeds, 1, d)))
+    b = rng.normal(size=(seeds, n))
+    minimum = np.stack(
+        [np.linalg.lstsq(a_, b_, rcond=None)[0] for a_, b_ in zip(a, b, strict=True)]
+    )
+    x0 = minimum + rng.choice([-1, 1], size=(seeds, d)) * rng.uniform(3, 5, size=(seeds, d))
+    return LeastSquares(a, b, x0)
+
+
+def is_finite(tree: Any) -> bool:
+    """Every inexact leaf of ``tree`` is finite."""
+    return all(
+        np.all(np.isfinite(np.asarray(x, np.complex128 if jnp.iscomplexobj(x) else np.float64)))
+        for x in jax.tree.leaves(tree)
+        if jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+    )
+
+
+def avals(tree: Any) -> Any:
+    """The shape and dtype of every leaf."""
+    return jax.tree.map(lambda x: (jnp.shape(x), jnp.result_type(x)), tree)
+
+
+def pieces(*texts: str) -> str:
+    """A ``match`` pattern requiring every text, in any order."""
+    return "(?s)" + "".join(f"(?=.*{re.escape(text)})" for text in texts)
