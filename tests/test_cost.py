@@ -186,24 +186,30 @@ def _instruction_counts(run):
 def test_instructions_per_parameter_not_above_the_stored_run(tmp_path):
     """``benchmarks/instructions.py`` on this machine: no variant's compiled loops take more
     instructions per parameter than in the run stored for the same vector extensions and jax,
-    so a change to the rule cannot lengthen the step unseen. optax's counts must equal the
-    stored ones: they show that the compiler and the counting are the same as then."""
+    so a change to the rule cannot lengthen the step unseen; optax's counts must then equal
+    the stored ones (the compiler and the counting are the same as then). On a CPU or jax with
+    no stored run, ours/optax per variant may not exceed the largest stored ratio by more than
+    5 % (the loops of both are compiled by this jax, so the ratio travels between machines)."""
     if jax.default_backend() != "cpu" or shutil.which("objdump") is None:
         pytest.skip("counts XLA:CPU's object files with objdump")
     stored = json.loads((BENCHMARKS / "results" / "instructions.json").read_text())["runs"]
     extensions = common.vector_extensions()
-    if extensions not in stored or stored[extensions]["machine"]["jax"] != jax.__version__:
-        pytest.skip(f"no stored run for vector extensions {extensions!r}, jax {jax.__version__}")
     command = [sys.executable, str(BENCHMARKS / "instructions.py"), "--out", str(tmp_path)]
     subprocess.run([*command, "--no-render"], check=True, capture_output=True, timeout=900)
     now = _instruction_counts(
         json.loads((tmp_path / "instructions.json").read_text())["runs"][extensions]
     )
-    before = _instruction_counts(stored[extensions])
-    assert now.keys() == before.keys()
-    assert {v: c[1] for v, c in now.items()} == {v: c[1] for v, c in before.items()}
-    longer = {v: (before[v][0], c[0]) for v, c in now.items() if c[0] > before[v][0]}
-    assert not longer, f"ours: (stored, now) instructions per parameter: {longer}"
+    if extensions in stored and stored[extensions]["machine"]["jax"] == jax.__version__:
+        before = _instruction_counts(stored[extensions])
+        assert now.keys() == before.keys()
+        assert {v: c[1] for v, c in now.items()} == {v: c[1] for v, c in before.items()}
+        longer = {v: (before[v][0], c[0]) for v, c in now.items() if c[0] > before[v][0]}
+        assert not longer, f"ours: (stored, now) instructions per parameter: {longer}"
+        return
+    ratios = [_instruction_counts(run) for run in stored.values()]
+    worst = {v: max(r[v][0] / r[v][1] for r in ratios if v in r) for v in now}
+    longer = {v: (worst[v], c[0] / c[1]) for v, c in now.items() if c[0] / c[1] > 1.05 * worst[v]}
+    assert not longer, f"ours/optax: (largest stored, now) per variant: {longer}"
 
 
 MOMENTUM_RULES = {  # rmsprop's arguments; whether the update is the new momentum itself
