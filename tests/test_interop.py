@@ -3,18 +3,16 @@
 Each test trains K steps in one framework, converts the weights and the optimizer state,
 continues N steps in the other, and compares with the first framework continuing the same N
 steps itself. Both sides get, at every step, the gradient of the same NumPy float32 function
-at their *own* parameters (as in test_frameworks.py), so only the optimizers differ.
+at their *own* parameters, so only the optimizers differ.
 
-Tolerance: the conversion itself is exact (a copy, a transpose, a sign: the round-trip
-tests check equality), so what is left is the float32 rounding of the steps after it, the
-same as in test_frameworks.py: each step's formula in another order (g/d vs g·(1/d), lerp vs
-a·x + b·y) differs by a few ulp. Measured over the N = 30 continued steps of every case
-here (O(1) parameters): at most 1.3e-6 absolute for torch and 1.7e-6 for keras
-(both centered, whose variance v − m̄² cancels), 1e-7 to 5e-7 elsewhere; against
-RTOL = ATOL = 1e-5, as test_frameworks.py. A run resumed from an empty state instead (what
-a port that drops the optimizer state does) ends 0.07 to 1.4 away (measured): the tests check
-it is more than 100 × ATOL, so they can fail.
-"""
+Tolerance: the conversion itself is exact (a copy, a transpose, a sign: the round-trip tests
+check equality), so what is left is the float32 rounding of the steps after it: each step's
+formula in another order (g/d vs g·(1/d), lerp vs a·x + b·y) differs by a few ulp. Measured
+over the N = 30 continued steps of every case here (O(1) parameters): at most 1.3e-6
+absolute for torch and 1.7e-6 for keras (both centered, whose variance v − m̄² cancels),
+1e-7 to 5e-7 elsewhere; against RTOL = ATOL = 1e-5. A run resumed from an empty state
+instead (what a port that drops the optimizer state does) ends 0.07 to 1.4 away (measured):
+the tests check it is more than 100 × ATOL, so they can fail."""
 
 import copy
 import subprocess
@@ -34,7 +32,7 @@ keras = pytest.importorskip("keras")
 
 K, N = 20, 30  # steps before the conversion, steps after it
 RTOL, ATOL = 1e-5, 1e-5
-# Non-default lr, alpha and eps, so that dropping one would show (as in test_frameworks.py).
+# Non-default lr, alpha and eps, so that dropping one would show.
 TORCH_BASE = dict(lr=0.02, alpha=0.9, eps=1e-2)
 KERAS_BASE = dict(learning_rate=0.02, rho=0.8, epsilon=1e-2)
 

@@ -19,7 +19,7 @@ import pytest
 import optax_rmsprop
 from optax_rmsprop import presets, tour
 
-# d2l 11.8 prints this for its 2-D example (see REFERENCE.md, "The seeds").
+# d2l 11.8 prints this for its 2-D example (d2l.ai, section 11.8, "From Scratch").
 D2L_LINE = "epoch 20, x1: -0.010599, x2: 0.000000"
 PRESET_CALLS = (
     "presets.torch(",
