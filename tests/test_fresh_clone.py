@@ -33,7 +33,7 @@ DATA_TESTS = [
     "tests/test_notebooks.py",
     "tests/test_tour.py",
     "tests/test_datasets.py",
-    "tests/test_light_state.py::test_fashion_mnist_mlp_light_state_within_one_percent",
+    "tests/test_quantize.py::test_fashion_mnist_mlp_light_state_within_one_percent",
 ]
 
 pytestmark = pytest.mark.slow

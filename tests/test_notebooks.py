@@ -86,7 +86,7 @@ def check_memory(text: str, out: pathlib.Path) -> None:
     assert per_param <= 1.02, per_param
     # One seed each: the airfoil gaps are ~0.01%; the FAST Fashion-MNIST run (4 epochs on the
     # package's 5000 images, cosine schedule) carries run-to-run noise (-0.21% for int8 in one
-    # docs build). The 1% claim over several seeds is tests/test_light_state.py's.
+    # docs build). The 1% claim over several seeds is tests/test_quantize.py's.
     for problem, tolerance in (("airfoil", 1.0), ("fashion-mnist", 2.0)):
         (line,) = re.findall(rf"{problem} final loss: (.*)", text)
         gaps = _floats(r"\(([+-]\d+\.\d+)%\)", line)

@@ -54,3 +54,26 @@ def test_py_typed_ships():
     assert (ROOT / "optax_rmsprop" / "py.typed").is_file()
     package_data = _project()["tool"]["setuptools"]["package-data"]
     assert "py.typed" in package_data["optax_rmsprop"]
+
+
+def test_every_file_the_project_names_exists():
+    """Docs, notes and commands that name ``tests/…`` or ``benchmarks/…`` name real files."""
+    named = re.compile(r"\b(?:tests|benchmarks|colab|\.ci)/[\w/.-]+\.(?:py|sh|ipynb|txt)\b")
+    missing = []
+    for path in ROOT.rglob("*"):
+        parts = path.relative_to(ROOT).parts
+        if path.suffix not in {".py", ".md", ".toml", ".ipynb", ".txt", ".sh", ""}:
+            continue
+        if not path.is_file() or parts[0] in {".git", "docs"} and "_build" in parts:
+            continue
+        if any(part.startswith(".") and part not in {".ci"} for part in parts):
+            continue
+        if any(part in {"build", "dist", "__pycache__"} or part.endswith(".egg-info") for part in parts):
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        missing += [
+            f"{path.relative_to(ROOT)} names {name}"
+            for name in set(named.findall(text))
+            if not (ROOT / name).exists()
+        ]
+    assert not missing, "\n".join(sorted(missing))
