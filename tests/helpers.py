@@ -410,6 +410,46 @@ def least_squares(seeds: int = 16, n: int = 64, d: int = 16) -> LeastSquares:
     return LeastSquares(a, b, x0)
 
 
+def dense_problem(sign: float = 1.0, seed: int = 0) -> tuple[Any, Callable[[Any], Any]]:
+    """A Linear layer's params in JAX's layout and the gradient of ``sign * ½ mean ‖X w + b − Y‖²``,
+    in float32 NumPy: what the framework tests feed torch, Keras and our transformation alike."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(16, 4)).astype(np.float32)
+    w_true = rng.normal(size=(4, 3))
+    y = (x @ w_true + 1.0 + 0.1 * rng.normal(size=(16, 3))).astype(np.float32)
+    params0 = {
+        "w": (w_true + 3 * rng.choice([-1.0, 1.0], size=(4, 3))).astype(np.float32),
+        "b": np.full(3, -2.0, np.float32),
+    }
+
+    def grad(p):
+        r = x @ p["w"] + p["b"] - y
+        return {
+            "w": np.float32(sign) * (x.T @ r) / np.float32(len(x)),
+            "b": np.float32(sign) * r.mean(axis=0),
+        }
+
+    return params0, grad
+
+
+def complex_problem(seed: int = 1) -> tuple[Any, Callable[[Any], Any]]:
+    """``mean |A z − y|²`` in complex64; the gradient as torch defines it, 2 Aᴴ(A z − y) / n."""
+    rng = np.random.default_rng(seed)
+
+    def cnormal(*shape):
+        return (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(np.complex64)
+
+    a, z_true = cnormal(8, 4), cnormal(4)
+    y = a @ z_true + np.complex64(0.1) * cnormal(8)
+    signs = rng.choice([-1.0, 1.0], size=(2, 4))
+    params0 = {"z": (z_true + 3 * (signs[0] + 1j * signs[1])).astype(np.complex64)}
+
+    def grad(p):
+        return {"z": np.complex64(2 / len(a)) * (a.conj().T @ (a @ p["z"] - y))}
+
+    return params0, grad
+
+
 def is_finite(tree: Any) -> bool:
     """Every inexact leaf of ``tree`` is finite."""
     return all(

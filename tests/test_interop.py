@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import complex_problem, dense_problem
 
 from optax_rmsprop import RMSPropState, interop, presets
 
@@ -38,46 +39,7 @@ KERAS_BASE = dict(learning_rate=0.02, rho=0.8, epsilon=1e-2)
 
 
 # ---------------------------------------------------------------------------
-# The problems: least squares, one with a weight stored (out, in) by torch, one complex.
-
-
-def _least_squares(sign=1.0, seed=0):
-    """Params in JAX's layout and the gradient of ``sign * ½ mean ‖X w + b − Y‖²``."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(16, 4)).astype(np.float32)
-    w_true = rng.normal(size=(4, 3))
-    y = (x @ w_true + 1.0 + 0.1 * rng.normal(size=(16, 3))).astype(np.float32)
-    params0 = {
-        "w": (w_true + 3 * rng.choice([-1.0, 1.0], size=(4, 3))).astype(np.float32),
-        "b": np.full(3, -2.0, np.float32),
-    }
-
-    def grad(p):
-        r = x @ p["w"] + p["b"] - y
-        return {
-            "w": np.float32(sign) * (x.T @ r) / np.float32(len(x)),
-            "b": np.float32(sign) * r.mean(axis=0),
-        }
-
-    return params0, grad
-
-
-def _complex_least_squares(seed=1):
-    """``mean |A z − y|²``; the gradient as torch defines it, 2 Aᴴ(A z − y) / n."""
-    rng = np.random.default_rng(seed)
-
-    def cnormal(*shape):
-        return (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(np.complex64)
-
-    a, z_true = cnormal(8, 4), cnormal(4)
-    y = a @ z_true + np.complex64(0.1) * cnormal(8)
-    signs = rng.choice([-1.0, 1.0], size=(2, 4))
-    params0 = {"z": (z_true + 3 * (signs[0] + 1j * signs[1])).astype(np.complex64)}
-
-    def grad(p):
-        return {"z": np.complex64(2 / len(a)) * (a.conj().T @ (a @ p["z"] - y))}
-
-    return params0, grad
+# The problems (helpers.py: a weight stored (out, in) by torch, and a complex one), and a conv.
 
 
 def _conv_least_squares(seed=2):
@@ -225,7 +187,7 @@ TORCH_CASES = {
 def _problem(kind, sign):
     if kind == "conv":
         return _conv_least_squares()
-    return _least_squares(sign) if kind == "real" else _complex_least_squares()
+    return dense_problem(sign) if kind == "real" else complex_problem()
 
 
 @pytest.mark.parametrize("case", sorted(TORCH_CASES))
@@ -290,7 +252,7 @@ def test_to_torch_continues_the_jax_run(case):
 def test_torch_round_trip_is_exact():
     """state_dict -> (tx, state) -> state_dict gives torch's own tensors back, bit for bit,
     with the checkpoint's own param_groups (nothing is remembered between the calls)."""
-    params0, grad = _least_squares()
+    params0, grad = dense_problem()
     layout = TORCH_LAYOUT["real"]
     tensors = _to_torch_layout(params0, layout)
     optimizer = TORCH_CASES["two_groups"][2](tensors)
@@ -446,7 +408,7 @@ def test_to_torch_is_the_same_for_a_preset_and_a_converted_tx():
 
 
 def test_torch_complex_buffers_are_pairs():
-    params0, grad = _complex_least_squares()
+    params0, grad = complex_problem()
     layout = TORCH_LAYOUT["complex"]
     tensors = _to_torch_layout(params0, layout)
     optimizer = torch.optim.RMSprop(tensors, **TORCH_BASE, momentum=0.9)
@@ -460,7 +422,7 @@ def test_torch_complex_buffers_are_pairs():
 def test_a_parameter_never_stepped_gets_zeros():
     """torch keeps no state for a parameter that never had a gradient; torch would start it at
     zeros, and so does the converted state."""
-    params0, grad = _least_squares()
+    params0, grad = dense_problem()
     tensors = _to_torch_layout(params0, TORCH_LAYOUT["real"])
     optimizer = torch.optim.RMSprop(tensors, **TORCH_BASE, momentum=0.9)
     tensors[0].grad = torch.ones_like(tensors[0])
@@ -473,7 +435,7 @@ def test_a_parameter_never_stepped_gets_zeros():
 
 def test_from_torch_fills_a_given_tx():
     """A tx of one's own (here with a bfloat16 momentum buffer) gets torch's state, cast."""
-    params0, grad = _least_squares()
+    params0, grad = dense_problem()
     tensors = _to_torch_layout(params0, TORCH_LAYOUT["real"])
     optimizer = torch.optim.RMSprop(tensors, **TORCH_BASE, momentum=0.9)
     _torch_steps(optimizer, tensors, TORCH_LAYOUT["real"], grad, 3)
@@ -529,7 +491,7 @@ LR_RTOL = 2.0**-21
 def test_from_torch_continues_the_scheduler(name, groups):
     """Train K steps in torch under the scheduler, convert, continue N steps: every step's lr
     (and OneCycleLR's momentum) is torch's, and the weights are torch's continuation."""
-    params0, grad = _least_squares()
+    params0, grad = dense_problem()
     layout = TORCH_LAYOUT["real"]
     tensors = _to_torch_layout(params0, layout)
     if groups == "one_group":
@@ -624,7 +586,7 @@ def _keras_variables(params):
 @pytest.mark.parametrize("case", sorted(KERAS_CASES))
 def test_from_keras_continues_the_keras_run(case):
     kwargs = KERAS_CASES[case]
-    params0, grad = _least_squares()
+    params0, grad = dense_problem()
     variables = _keras_variables(params0)
     optimizer = keras.optimizers.RMSprop(**kwargs)
     _keras_steps(optimizer, variables, grad, K)
@@ -642,7 +604,7 @@ def test_from_keras_continues_the_keras_run(case):
 @pytest.mark.parametrize("case", sorted(KERAS_CASES))
 def test_to_keras_continues_the_jax_run(case):
     kwargs = KERAS_CASES[case]
-    params0, grad = _least_squares()
+    params0, grad = dense_problem()
     tx = presets.keras(**kwargs)
     params = {k: jnp.asarray(v) for k, v in params0.items()}
     trajectory, state = _jax_steps(tx, tx.init(params), params0, grad, K)
@@ -664,7 +626,7 @@ def test_to_keras_continues_the_jax_run(case):
 
 def test_keras_momentum_is_minus_ours():
     """Keras's momentum holds +ηg/√(v + ε) and is subtracted; ours is the update, added."""
-    params0, grad = _least_squares()
+    params0, grad = dense_problem()
     variables = _keras_variables(params0)
     optimizer = keras.optimizers.RMSprop(**KERAS_BASE, momentum=0.9)
     _keras_steps(optimizer, variables, grad, 1)
@@ -675,7 +637,7 @@ def test_keras_momentum_is_minus_ours():
 
 
 def test_keras_round_trip_is_exact():
-    params0, grad = _least_squares()
+    params0, grad = dense_problem()
     variables = _keras_variables(params0)
     optimizer = keras.optimizers.RMSprop(**KERAS_CASES["centered-momentum-weight_decay"])
     _keras_steps(optimizer, variables, grad, 3)
@@ -690,7 +652,7 @@ def test_keras_round_trip_is_exact():
 
 def test_keras_leaves_by_nested_path_and_by_leaf_map():
     """``params["dense"]["kernel"]`` is the variable ``dense/kernel``; a leaf_map can say it."""
-    params0, _ = _least_squares()
+    params0, _ = dense_problem()
     variables = [
         keras.Variable(params0["w"], name="kernel"),
         keras.Variable(params0["b"], name="bias"),
@@ -731,7 +693,7 @@ KERAS_SCHEDULES = {
 def test_from_keras_continues_the_schedule(name):
     """Train K steps in Keras under the schedule, convert, continue N steps: every step's
     learning rate is Keras's, and the weights are Keras's continuation."""
-    params0, grad = _least_squares()
+    params0, grad = dense_problem()
     variables = _keras_variables(params0)
     schedule = KERAS_SCHEDULES[name]()
     kwargs = dict(KERAS_BASE, learning_rate=schedule, momentum=0.9)
@@ -761,7 +723,7 @@ def test_from_keras_refuses_other_schedules_by_name():
         def __call__(self, step):
             return 0.1 * 0.5 ** keras.ops.cast(step, "float32")
 
-    params0, _ = _least_squares()
+    params0, _ = dense_problem()
     for schedule, name in (
         (SCHEDULES.CosineDecayRestarts(0.1, 10), "CosineDecayRestarts"),
         (Halving(), "Halving"),
@@ -1023,7 +985,7 @@ def test_keras_matches_by_order_only_when_asked():
 
 
 def _torch_checkpoint(steps=2, **kwargs):
-    params0, grad = _least_squares()
+    params0, grad = dense_problem()
     tensors = _to_torch_layout(params0, TORCH_LAYOUT["real"])
     optimizer = torch.optim.RMSprop(tensors, **{**TORCH_BASE, **kwargs})
     _torch_steps(optimizer, tensors, TORCH_LAYOUT["real"], grad, steps)
@@ -1040,7 +1002,7 @@ def _torch_checkpoint(steps=2, **kwargs):
     ids=["adam", "sgd", "adagrad"],
 )
 def test_from_torch_refuses_another_optimizer(make, match):
-    params0, grad = _least_squares()
+    params0, grad = dense_problem()
     tensors = _to_torch_layout(params0, TORCH_LAYOUT["real"])
     optimizer = make(tensors)
     _torch_steps(optimizer, tensors, TORCH_LAYOUT["real"], grad, 1)
@@ -1107,7 +1069,7 @@ def test_from_torch_refuses_a_tx_of_another_configuration():
 def test_to_torch_takes_the_groups_and_checks_the_buffers_against_them():
     """to_torch is told the groups (the torch optimizer's), whoever made tx, and refuses a
     state whose buffers they do not keep."""
-    params0, grad = _least_squares()
+    params0, grad = dense_problem()
     tx = presets.torch(**TORCH_BASE, momentum=0.9)
     _, state = _jax_steps(tx, tx.init(jax.tree.map(jnp.asarray, params0)), params0, grad, 2)
     with pytest.raises(TypeError, match="param_groups"):
@@ -1132,7 +1094,7 @@ def test_to_torch_takes_the_groups_and_checks_the_buffers_against_them():
 
 
 def test_keras_refusals():
-    params0, _ = _least_squares()
+    params0, _ = dense_problem()
     variables = list(_keras_variables(params0).values())
     with pytest.raises(TypeError, match="expected a keras.optimizers.RMSprop; got Adam"):
         interop.from_keras(keras.optimizers.Adam(), params0)
@@ -1161,7 +1123,7 @@ def test_the_readme_interop_example_runs_as_written():
 
     readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
     (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "interop." in b]
-    params0, grad = _least_squares()
+    params0, grad = dense_problem()
     layout = TORCH_LAYOUT["real"]
     tensors = _to_torch_layout(params0, layout)
     torch_optimizer = torch.optim.RMSprop(tensors, **TORCH_BASE, momentum=0.9)

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import complex_problem, dense_problem
 
 from optax_rmsprop import presets, rmsprop
 
@@ -484,32 +485,6 @@ def test_defaults_are_the_frameworks(name, versions_report):
 # two parameter leaves (a matrix and a bias), judged the same way.
 
 
-def _least_squares(seed: int = 0, complex_: bool = False):
-    """Initial params and the gradient of ½ mean ‖X w + b − Y‖² (complex: mean |A z − y|², its
-    gradient as PyTorch defines it, 2 Aᴴ(A z − y)/n), in float32/complex64 NumPy."""
-    rng = np.random.default_rng(seed)
-    if complex_:
-        a = (rng.normal(size=(8, 4)) + 1j * rng.normal(size=(8, 4))).astype(np.complex64)
-        z = (rng.normal(size=4) + 1j * rng.normal(size=4)).astype(np.complex64)
-        y = a @ z
-        signs = rng.choice([-1.0, 1.0], size=(2, 4))
-        params0 = {"z": (z + 3 * (signs[0] + 1j * signs[1])).astype(np.complex64)}
-        return params0, lambda p: {"z": np.complex64(2 / 8) * (a.conj().T @ (a @ p["z"] - y))}
-    x = rng.normal(size=(16, 4)).astype(np.float32)
-    w = rng.normal(size=(4, 3))
-    y = (x @ w + 1.0 + 0.1 * rng.normal(size=(16, 3))).astype(np.float32)
-    params0 = {
-        "w": (w + 3 * rng.choice([-1.0, 1.0], size=(4, 3))).astype(np.float32),
-        "b": np.full(3, -2.0, np.float32),
-    }
-
-    def grad(p):
-        r = x @ p["w"] + p["b"] - y
-        return {"w": (x.T @ r) / np.float32(16), "b": r.mean(axis=0)}
-
-    return params0, grad
-
-
 def _stack(steps):
     return {k: np.stack([s[k] for s in steps]) for k in steps[0]}
 
@@ -553,7 +528,7 @@ def test_torch_lr_schedule_with_momentum():
     torch = pytest.importorskip("torch")
     base_lr, factor = 0.05, lambda k: 0.9375**k
     kwargs = dict(alpha=0.9, eps=1e-2, momentum=0.9, centered=True)
-    params0, grad = _least_squares()
+    params0, grad = dense_problem()
     grads, theirs = _run_torch(
         lambda ps: torch.optim.RMSprop(ps, lr=base_lr, **kwargs),
         params0,
@@ -587,7 +562,7 @@ def test_torch_complex_params_are_real_pairs(kwargs):
     """torch updates a complex parameter as (re, im) pairs; optax's |g|² for the whole
     number (``split_complex=False``) is the control."""
     torch = pytest.importorskip("torch")
-    params0, grad = _least_squares(seed=1, complex_=True)
+    params0, grad = complex_problem()
     grads, theirs = _run_torch(lambda ps: torch.optim.RMSprop(ps, **kwargs), params0, grad)
     whole = dict(
         decay=kwargs["alpha"], eps=kwargs["eps"], eps_in_sqrt=False, lr_in_momentum=False,
@@ -607,7 +582,7 @@ def test_keras_weight_decay_mask():
     """``exclude_from_weight_decay`` is ``weight_decay_mask``; the control decays every leaf."""
     keras = pytest.importorskip("keras")
     kwargs = dict(learning_rate=0.02, rho=0.8, epsilon=1e-2, momentum=0.9, weight_decay=0.1)
-    params0, grad = _least_squares()
+    params0, grad = dense_problem()
     optimizer = keras.optimizers.RMSprop(**kwargs)
     optimizer.exclude_from_weight_decay(var_names=["b"])
     grads, theirs = _run_keras(optimizer, params0, grad)
@@ -625,7 +600,7 @@ def test_keras_lr_schedule_with_momentum_and_weight_decay():
     lr inside the momentum buffer: rescaling the whole buffer (torch's way) is the control."""
     keras = pytest.importorskip("keras")
     kwargs = dict(rho=0.9, momentum=0.9, epsilon=1e-2, weight_decay=0.05)
-    params0, grad = _least_squares()
+    params0, grad = dense_problem()
     keras_schedule = keras.optimizers.schedules.ExponentialDecay(0.05, 1, 0.9375)
     grads, theirs = _run_keras(keras.optimizers.RMSprop(keras_schedule, **kwargs), params0, grad)
     schedule = optax.exponential_decay(0.05, transition_steps=1, decay_rate=0.9375)
