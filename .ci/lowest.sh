@@ -9,7 +9,7 @@ venv="${LOWEST_VENV:-${TMPDIR:-/tmp}/optax_rmsprop-lowest}"
 rm -rf "$venv"
 python -m venv "$venv"
 pip=("$venv/bin/python" -m pip install --quiet -c .ci/lowest-constraints.txt)
-"${pip[@]}" jax jaxlib optax numpy "pytest>=8" hypothesis
+"${pip[@]}" jax jaxlib optax numpy "pytest>=8" "pytest-xdist>=3.5" hypothesis
 "${pip[@]}" -e .
 "$venv/bin/python" - <<'PY'
 import importlib.metadata as md
