@@ -20,6 +20,14 @@ build() {  # build NAME REQUIREMENT...: a fresh venv with these packages, then t
   "$venv/bin/python" -m pip install --quiet --no-build-isolation "$@"
   echo "$venv ($((SECONDS - start)) s): $("$venv/bin/python" tests/frameworks/run.py --versions)"
 }
-build tensorflow tensorflow==2.21.0 tf_keras==2.21.0 paddlepaddle==3.3.1
-build mxnet mxnet==1.9.1 "numpy<1.24"
-build chainer chainer==7.8.1 "numpy<1.24"
+# The three are built at once (mostly downloads and unpacking); each one's output is shown whole.
+mkdir -p "$root"
+build tensorflow tensorflow==2.21.0 tf_keras==2.21.0 paddlepaddle==3.3.1 >"$root/tensorflow.log" 2>&1 &
+build mxnet mxnet==1.9.1 "numpy<1.24" >"$root/mxnet.log" 2>&1 &
+build chainer chainer==7.8.1 "numpy<1.24" >"$root/chainer.log" 2>&1 &
+failed=0
+for _ in tensorflow mxnet chainer; do
+  wait -n || failed=1
+done
+cat "$root"/{tensorflow,mxnet,chainer}.log
+exit "$failed"
