@@ -26,17 +26,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import render
-from common import (
-    RESULTS,
-    VARIANTS,
-    interleave,
-    machine_info,
-    median,
-    stepper,
-    transformations,
-    write_json,
-)
+from machine import RESULTS, draw, machine_info, write_json
+from timing import interleave, median, stepper
+from variants import VARIANTS, transformations
 
 EAGER_VARIANTS = ("plain", "momentum", "centered+momentum")
 LEARNING_RATE = 1e-3
@@ -116,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_json(args.out, record)
     print(f"wrote {args.out}")
-    for path in render.render(args.out):
-        print(path.read_text())
+    draw(args.out)
     return 0 if passed else 1
 
 

@@ -36,7 +36,9 @@ os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to={DUM
 import jax  # noqa: E402 - after XLA_FLAGS
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
-from common import VARIANTS, jitted_step, machine_info, write_json  # noqa: E402
+from machine import draw, machine_info, write_json  # noqa: E402
+from step import jitted_step  # noqa: E402
+from variants import VARIANTS  # noqa: E402
 
 import optax_rmsprop  # noqa: E402
 
@@ -126,7 +128,13 @@ def main(argv: list[str] | None = None) -> int:
             compile_named(f"{impl}_{key}", lib, VARIANTS[variant])
         ours, theirs = count(f"ours_{key}"), count(f"optax_{key}")
         rows.append(
-            {"variant": variant, "options": VARIANTS[variant], "ours": ours, "optax": theirs}
+            {
+                "variant": variant,
+                "options": VARIANTS[variant],
+                "ours": ours,
+                "optax": theirs,
+                "ours_over_optax": ours["per_param"] / theirs["per_param"],
+            }
         )
         print(f"{variant}: ours {ours['per_param']:.3f}, optax {theirs['per_param']:.3f}")
 
@@ -139,9 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(path, payload)
     print(f"wrote {path}")
     if cfg.render:
-        import render
-
-        print(f"wrote {render.render(path)[0]}")
+        draw(path)
     return 0
 
 

@@ -48,8 +48,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import render
-from common import RESULTS, VARIANTS, machine_info, write_json
+from machine import RESULTS, draw, machine_info, write_json
+from variants import VARIANTS
 
 import optax_rmsprop
 from optax_rmsprop import datasets, presets
@@ -249,6 +249,7 @@ def run_problem(name: str, problem: Problem) -> dict[str, Any]:
             "mean": float(losses.mean()),
             "std": float(losses.std()),
             "metrics": {k: [float(x) for x in v] for k, v in extra["metrics"].items()},
+            "metrics_mean": {k: float(np.mean(v)) for k, v in extra["metrics"].items()},
             "quantized_leaves": n_quantized(extra["state"]),
             "state_bytes": size.state_bytes,
             "num_params": size.num_params,
@@ -343,8 +344,7 @@ def main(argv: list[str] | None = None) -> int:
 
     path = args.out / f"light_state{'_quick' if args.quick else ''}.json"
     write_json(path, results)
-    for written in render.render(path):
-        print(written.read_text())
+    draw(path)
     return 0
 
 

@@ -5,29 +5,25 @@
 
 ``results.json`` (``run.py``) gives ``results.md``, ``step_time.png``, ``ratios.png`` and
 ``bandwidth.png``; ``instructions.json``, ``eager_step.json`` and ``light_state*.json`` give
-the ``.md`` of the same name. Medians, ratios and the timing targets are computed here from
-the raw samples, so a report can be re-rendered without measuring again. The deterministic
-targets (XLA's bytes and temporary memory, state bytes, instructions per parameter) are
-tests: ``tests/test_cost.py``.
+the ``.md`` of the same name. The medians, ratios and verdicts are the measuring scripts',
+written into the JSON beside the raw samples; this file only lays them out. The
+deterministic targets (XLA's bytes and temporary memory, state bytes, instructions per
+parameter) are tests: ``tests/test_cost.py``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import RESULTS, machine_line
+from machine import RESULTS, machine_line
 from tabulate import tabulate
 
-TWIN = {"ours": "ours 2", "optax": "optax 2"}  # run.py: each step's second compiled copy
-FLOAT32_STATE = ("plain", "momentum", "centered+momentum")  # where ours must match optax
-LARGE = ("single-16M", "mlp-28M", "resnet50-25M")  # where the torch target applies
 CONTENDERS = {  # the bar plots' series and colours
     "ours": "tab:blue",
     "optax": "tab:orange",
@@ -47,136 +43,15 @@ def fmt(x: float | None, spec: str) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def gmean(xs: list[float]) -> float:
-    return math.exp(np.mean(np.log(xs)))
-
-
 # ---------------------------------------------------------------------------
 # results.json: the suite.
-
-
-def summarize(record: dict[str, Any], copy_bytes: float) -> dict[str, Any]:
-    """Medians and the ratios the report is about, from one case's raw samples."""
-    med = statistics.median
-    step = {name: med(ts) for name, ts in record["step_s"].items() if name != "copy"}
-    copy_bps = copy_bytes / med(record["step_s"]["copy"])  # measured in the same rounds
-    eager = {name: med(ts) for name, ts in record["eager_s"].items()}
-    compile_total = {name: med(t["total"]) for name, t in record["compile_s"].items()}
-    xla, n = record["xla"], record["parameters"]
-    torch = [step[k] for k in ("torch foreach", "torch for-loop") if k in step]
-    # What a step must move: read p, g and the state, write p and the state (float32 params).
-    state = record["state_bytes_per_param"]
-    own = {k: state["ours" if k.startswith("ours") or k == "floor" else "optax"] for k in step}
-    times = {k: np.array(v) for k, v in record["step_s"].items()}
-    per_round = (times["ours"] + times["ours 2"]) / (times["optax"] + times["optax 2"])
-    aa = {name: step[twin] / step[name] for name, twin in TWIN.items()}
-    pooled = {name: (step[name] + step[twin]) / 2 for name, twin in TWIN.items()}
-    main = {k: t for k, t in {**step, **pooled}.items() if k not in TWIN.values()}
-    return {
-        "step_ms": {k: v * 1e3 for k, v in main.items()},  # ours, optax: both copies pooled
-        "step_ratio_per_round_quartiles": [float(q) for q in np.quantile(per_round, [0.25, 0.75])],
-        "step_ours_over_optax": pooled["ours"] / pooled["optax"],
-        "step_aa": aa,  # each implementation against its own second copy
-        "step_aa_noise": max(abs(x - 1) for x in aa.values()),
-        "step_ours_over_floor": pooled["ours"] / step["floor"],
-        "torch_best_over_ours": min(torch) / pooled["ours"] if torch else None,
-        "bytes_per_param": {k: xla[k]["bytes_accessed"] / n for k in ("ours", "optax", "floor")},
-        "bytes_ours_minus_optax": xla["ours"]["bytes_accessed"] - xla["optax"]["bytes_accessed"],
-        "temp_mib": {k: xla[k]["temp_bytes"] / 2**20 for k in ("ours", "optax")},
-        # The bytes each step must move over its time, as a fraction of the copy bandwidth.
-        "useful_bandwidth_fraction": {
-            k: n * (12 + 2 * own[k]) / t / copy_bps for k, t in main.items()
-        },
-        "compile_s": compile_total,
-        "compile_ours_over_optax": compile_total["ours"] / compile_total["optax"],
-        "trace_s": {k: med(t["trace"]) for k, t in record["compile_s"].items()},
-        "eager_ms": {k: v * 1e3 for k, v in eager.items()},
-        "eager_speedup": eager["optax"] / eager["ours"],
-        "eager_ours_over_fresh": eager["ours"] / eager["fresh"] if "fresh" in eager else None,
-        "state_bytes_per_param": state,
-        "copy_gb_per_s": copy_bps / 1e9,
-    }
-
 
 Summaries = dict[tuple[str, str], dict[str, Any]]
 
 
-def targets(by: Summaries) -> list[tuple[bool, str]]:
-    """The timing targets, each with the numbers behind it."""
-    out = []
-    same = {k: s for k, s in by.items() if k[1] in FLOAT32_STATE}
-    if same:  # ours against optax on float32 state, within the A/A noise of this run
-        noise = max(s["step_aa_noise"] for s in same.values())
-        ratios = [s["step_ours_over_optax"] for s in same.values()]
-        aa_all = [x for s in same.values() for x in s["step_aa"].values()]
-        worst = max(same, key=lambda k: same[k]["step_ours_over_optax"])
-        slower = [
-            f"{w}/{v} {s['step_ours_over_optax']:.2f}"
-            for (w, v), s in same.items()
-            if s["step_ours_over_optax"] > 1 + noise
-        ]
-        out.append(
-            (
-                not slower,
-                f"step time ours <= optax within the A/A noise (1 + {noise:.2f}: the farthest "
-                "from 1 either implementation is from its own second copy in this run) for "
-                "every workload and float32-state variant (worst ours/optax "
-                f"{same[worst]['step_ours_over_optax']:.2f} on {worst[0]}/{worst[1]}; above 1 "
-                f"in {sum(x > 1 for x in ratios)} of {len(ratios)} cases, A/A in "
-                f"{sum(x > 1 for x in aa_all)} of {len(aa_all)}; geometric means ours/optax "
-                f"{gmean(ratios):.3f}, A/A {gmean(aa_all):.3f}"
-                + (f"; beyond the noise: {', '.join(slower)})" if slower else ")"),
-            )
-        )
-    slowest = min(by, key=lambda k: by[k]["eager_speedup"])
-    out.append(
-        (
-            by[slowest]["eager_speedup"] >= 5,
-            f"eager update >= 5x faster than optax's (slowest {by[slowest]['eager_speedup']:.1f}x "
-            f"on {slowest[0]}/{slowest[1]}, where ours takes "
-            f"{fmt(by[slowest]['eager_ours_over_fresh'], '.2f')}x a kernel writing the same "
-            f"fresh buffers; fastest {max(s['eager_speedup'] for s in by.values()):.1f}x)",
-        )
-    )
-
-    def all_within(name: str, values: dict[str, float], limit: float, text: str) -> None:
-        if values:
-            listed = ", ".join(f"{v} {x:.2f}" for v, x in values.items())
-            out.append((all(x <= limit for x in values.values()), f"{text} ({name}: {listed})"))
-
-    all_within(
-        "ours/optax",
-        {v: s["compile_ours_over_optax"] for (w, v), s in by.items() if w == "1000x1k"},
-        1.0,
-        "compile time <= optax's on the 1000-leaf tree",
-    )
-    torch = {
-        k: s["torch_best_over_ours"]
-        for k, s in by.items()
-        if k[0] in LARGE and s["torch_best_over_ours"] is not None
-    }
-    if torch:
-        low = min(torch, key=torch.__getitem__)
-        out.append(
-            (
-                torch[low] >= 3,
-                ">= 3x faster than torch.optim.RMSprop (best of foreach and for-loop) on the large "
-                f"workloads (slowest {torch[low]:.2f}x on {low[0]}/{low[1]})",
-            )
-        )
-    all_within(
-        "ours/floor",
-        {v: s["step_ours_over_floor"] for (w, v), s in by.items() if w == "single-16M"},
-        1.2,
-        "within 1.2x of the bandwidth floor on the 16M leaf",
-    )
-    return out
-
-
 def suite_markdown(payload: dict[str, Any], by: Summaries) -> str:
     meta, info = payload["meta"], payload["machine"]
-    copy = meta["copy_bandwidth"]
-    copy_gbs = copy["bytes_moved"] / statistics.median(copy["times_s"]) / 1e9
+    copy_gbs = meta["copy_bandwidth"]["gb_per_s"]
     done = len(by)
     partial = "" if meta.get("complete", True) else f" Incomplete: {done} of its cases ran."
     torch = {
@@ -267,7 +142,7 @@ def suite_markdown(payload: dict[str, Any], by: Summaries) -> str:
         compile_,
     )
     lines += ["", "## Targets", ""]
-    lines += [f"- {'met' if ok else 'NOT met'}: {text}" for ok, text in targets(by)]
+    lines += [f"- {'met' if t['met'] else 'NOT met'}: {t['text']}" for t in payload["targets"]]
     lines += [
         "",
         "The deterministic targets (XLA bytes accessed ours <= optax's but for 64 bytes, "
@@ -323,12 +198,7 @@ def plots(by: Summaries, info: dict[str, Any], out: Path) -> list[Path]:
 
     panels: list[tuple[str, Callable[[dict[str, Any]], float], str, float]] = [
         ("step time ours / optax (< 1: ours faster)", lambda s: s["step_ours_over_optax"], "_r", 1),
-        (
-            "XLA bytes/param ours / optax",
-            lambda s: s["bytes_per_param"]["ours"] / s["bytes_per_param"]["optax"],
-            "_r",
-            1,
-        ),
+        ("XLA bytes/param ours / optax", lambda s: s["bytes_ours_over_optax"], "_r", 1),
         ("compile time ours / optax", lambda s: s["compile_ours_over_optax"], "_r", 1),
         ("eager update: optax / ours (speed-up)", lambda s: s["eager_speedup"], "", 5),
     ]
@@ -362,8 +232,7 @@ def plots(by: Summaries, info: dict[str, Any], out: Path) -> list[Path]:
 
 def render_suite(path: Path) -> list[Path]:
     payload = json.loads(path.read_text())
-    copy_bytes = payload["meta"]["copy_bandwidth"]["bytes_moved"]
-    by = {(r["workload"], r["variant"]): summarize(r, copy_bytes) for r in payload["records"]}
+    by = {(r["workload"], r["variant"]): r["summary"] for r in payload["records"]}
     if not by:
         return []
     (path.parent / "results.md").write_text(suite_markdown(payload, by))
@@ -384,7 +253,7 @@ def instructions_markdown(payload: dict[str, Any]) -> str:
 
         rows = [
             [r["variant"], f"{r['ours']['per_param']:.3f}", f"{r['optax']['per_param']:.3f}"]
-            + [f"{r['ours']['per_param'] / r['optax']['per_param']:.2f}"]
+            + [f"{r['ours_over_optax']:.2f}"]
             + [kernels(r["ours"]), kernels(r["optax"])]
             for r in run["rows"]
         ]
@@ -440,8 +309,8 @@ def light_state_markdown(results: dict[str, Any]) -> str:
     for name, problem in results["problems"].items():
         for state_name, row in problem["states"].items():
             gap = "—" if state_name == "float32" else f"{100 * row['gap_to_float32']:+.2f}%"
-            accuracy = row["metrics"].get("test_accuracy")
-            extra = f" (test acc. {np.mean(accuracy):.4f})" if accuracy else ""
+            accuracy = row["metrics_mean"].get("test_accuracy")
+            extra = f" (test acc. {accuracy:.4f})" if accuracy is not None else ""
             rows.append(
                 [name, state_name, f"{row['mean']:.5f} ± {row['std']:.5f}{extra}", gap]
                 + [f"{row['bytes_per_param']:.3f}", str(row["quantized_leaves"])]

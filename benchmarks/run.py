@@ -7,9 +7,13 @@
 
 Measures, and writes the raw samples with the machine, the device, the versions and the
 protocol to ``results.json`` (after every case, so a run cut short keeps what it measured);
-``render.py`` then writes ``results.md`` and the plots from that file alone.
+Each record carries its medians and ratios (``summary``), and the file the timing targets
+with their verdicts (``targets``), computed here from the raw samples; ``--derive FILE``
+computes them again from a file's samples without measuring. ``render.py`` then writes
+``results.md`` and the plots from that file alone.
 
-Workloads and variants are ``common.py``'s. For each workload and variant, in one process:
+Workloads and variants are ``workloads.py``'s and ``variants.py``'s. For each workload and
+variant, in one process:
 
 * **step**: ``jax.jit(update + apply_updates)`` with the params and the state donated, ours
   and ``optax.rmsprop`` (same hyperparameters; for ``int8`` and ``bf16`` optax's float32
@@ -40,7 +44,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import json
+import math
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -49,24 +56,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
-from common import (
-    RESULTS,
-    VARIANTS,
-    WORKLOADS,
-    Runner,
-    Shapes,
-    calls_for,
-    interleave,
-    jitted_step,
-    machine_info,
-    machine_line,
-    n_params,
-    stepper,
-    transformations,
-    write_json,
-    xla_cost,
-)
+from machine import RESULTS, draw, machine_info, machine_line, write_json
+from step import jitted_step, xla_cost
+from timing import Runner, calls_for, interleave, stepper
+from variants import VARIANTS, transformations
+from workloads import WORKLOADS, Shapes, n_params
 
 import optax_rmsprop
 
@@ -75,6 +71,8 @@ LEARNING_RATE = 1e-3
 SUITE_VARIANTS = ("plain", "momentum", "centered+momentum", "int8", "bf16")
 TORCH_VARIANTS = ("plain", "momentum", "centered+momentum")  # torch has no narrower state
 TWIN = {"ours": "ours 2", "optax": "optax 2"}  # each step's second compiled copy
+FLOAT32_STATE = ("plain", "momentum", "centered+momentum")  # where ours must match optax
+LARGE = ("single-16M", "mlp-28M", "resnet50-25M")  # where the torch target applies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,6 +243,149 @@ def faster_torch_threads(shapes: Shapes) -> int:
 
 
 # ---------------------------------------------------------------------------
+# What the samples give: medians, ratios and the timing targets.
+
+
+def gmean(xs: list[float]) -> float:
+    return math.exp(np.mean(np.log(xs)))
+
+
+def summarize(record: dict[str, Any], copy_bytes: float) -> dict[str, Any]:
+    """Medians and the ratios the report is about, from one case's raw samples."""
+    med = statistics.median
+    step = {name: med(ts) for name, ts in record["step_s"].items() if name != "copy"}
+    copy_bps = copy_bytes / med(record["step_s"]["copy"])  # measured in the same rounds
+    eager = {name: med(ts) for name, ts in record["eager_s"].items()}
+    compile_total = {name: med(t["total"]) for name, t in record["compile_s"].items()}
+    xla, n = record["xla"], record["parameters"]
+    torch = [step[k] for k in ("torch foreach", "torch for-loop") if k in step]
+    # What a step must move: read p, g and the state, write p and the state (float32 params).
+    state = record["state_bytes_per_param"]
+    own = {k: state["ours" if k.startswith("ours") or k == "floor" else "optax"] for k in step}
+    times = {k: np.array(v) for k, v in record["step_s"].items()}
+    per_round = (times["ours"] + times["ours 2"]) / (times["optax"] + times["optax 2"])
+    aa = {name: step[twin] / step[name] for name, twin in TWIN.items()}
+    pooled = {name: (step[name] + step[twin]) / 2 for name, twin in TWIN.items()}
+    main = {k: t for k, t in {**step, **pooled}.items() if k not in TWIN.values()}
+    return {
+        "step_ms": {k: v * 1e3 for k, v in main.items()},  # ours, optax: both copies pooled
+        "step_ratio_per_round_quartiles": [float(q) for q in np.quantile(per_round, [0.25, 0.75])],
+        "step_ours_over_optax": pooled["ours"] / pooled["optax"],
+        "step_aa": aa,  # each implementation against its own second copy
+        "step_aa_noise": max(abs(x - 1) for x in aa.values()),
+        "step_ours_over_floor": pooled["ours"] / step["floor"],
+        "torch_best_over_ours": min(torch) / pooled["ours"] if torch else None,
+        "bytes_per_param": {k: xla[k]["bytes_accessed"] / n for k in ("ours", "optax", "floor")},
+        "bytes_ours_minus_optax": xla["ours"]["bytes_accessed"] - xla["optax"]["bytes_accessed"],
+        "bytes_ours_over_optax": xla["ours"]["bytes_accessed"] / xla["optax"]["bytes_accessed"],
+        "temp_mib": {k: xla[k]["temp_bytes"] / 2**20 for k in ("ours", "optax")},
+        # The bytes each step must move over its time, as a fraction of the copy bandwidth.
+        "useful_bandwidth_fraction": {
+            k: n * (12 + 2 * own[k]) / t / copy_bps for k, t in main.items()
+        },
+        "compile_s": compile_total,
+        "compile_ours_over_optax": compile_total["ours"] / compile_total["optax"],
+        "trace_s": {k: med(t["trace"]) for k, t in record["compile_s"].items()},
+        "eager_ms": {k: v * 1e3 for k, v in eager.items()},
+        "eager_speedup": eager["optax"] / eager["ours"],
+        "eager_ours_over_fresh": eager["ours"] / eager["fresh"] if "fresh" in eager else None,
+        "state_bytes_per_param": state,
+        "copy_gb_per_s": copy_bps / 1e9,
+    }
+
+
+Summaries = dict[tuple[str, str], dict[str, Any]]
+
+
+def targets(by: Summaries) -> list[dict[str, Any]]:
+    """The timing targets, each met or not, with the numbers behind it."""
+    out: list[tuple[bool, str]] = []
+    same = {k: s for k, s in by.items() if k[1] in FLOAT32_STATE}
+    if same:  # ours against optax on float32 state, within the A/A noise of this run
+        noise = max(s["step_aa_noise"] for s in same.values())
+        ratios = [s["step_ours_over_optax"] for s in same.values()]
+        aa_all = [x for s in same.values() for x in s["step_aa"].values()]
+        worst = max(same, key=lambda k: same[k]["step_ours_over_optax"])
+        slower = [
+            f"{w}/{v} {s['step_ours_over_optax']:.2f}"
+            for (w, v), s in same.items()
+            if s["step_ours_over_optax"] > 1 + noise
+        ]
+        out.append(
+            (
+                not slower,
+                f"step time ours <= optax within the A/A noise (1 + {noise:.2f}: the farthest "
+                "from 1 either implementation is from its own second copy in this run) for "
+                "every workload and float32-state variant (worst ours/optax "
+                f"{same[worst]['step_ours_over_optax']:.2f} on {worst[0]}/{worst[1]}; above 1 "
+                f"in {sum(x > 1 for x in ratios)} of {len(ratios)} cases, A/A in "
+                f"{sum(x > 1 for x in aa_all)} of {len(aa_all)}; geometric means ours/optax "
+                f"{gmean(ratios):.3f}, A/A {gmean(aa_all):.3f}"
+                + (f"; beyond the noise: {', '.join(slower)})" if slower else ")"),
+            )
+        )
+    slowest = min(by, key=lambda k: by[k]["eager_speedup"])
+    out.append(
+        (
+            by[slowest]["eager_speedup"] >= 5,
+            f"eager update >= 5x faster than optax's (slowest {by[slowest]['eager_speedup']:.1f}x "
+            f"on {slowest[0]}/{slowest[1]}, where ours takes "
+            f"{format_or_na(by[slowest]['eager_ours_over_fresh'])}x a kernel writing the same "
+            f"fresh buffers; fastest {max(s['eager_speedup'] for s in by.values()):.1f}x)",
+        )
+    )
+
+    def all_within(name: str, values: dict[str, float], limit: float, text: str) -> None:
+        if values:
+            listed = ", ".join(f"{v} {x:.2f}" for v, x in values.items())
+            out.append((all(x <= limit for x in values.values()), f"{text} ({name}: {listed})"))
+
+    all_within(
+        "ours/optax",
+        {v: s["compile_ours_over_optax"] for (w, v), s in by.items() if w == "1000x1k"},
+        1.0,
+        "compile time <= optax's on the 1000-leaf tree",
+    )
+    torch = {
+        k: s["torch_best_over_ours"]
+        for k, s in by.items()
+        if k[0] in LARGE and s["torch_best_over_ours"] is not None
+    }
+    if torch:
+        low = min(torch, key=torch.__getitem__)
+        out.append(
+            (
+                torch[low] >= 3,
+                ">= 3x faster than torch.optim.RMSprop (best of foreach and for-loop) on the large "
+                f"workloads (slowest {torch[low]:.2f}x on {low[0]}/{low[1]})",
+            )
+        )
+    all_within(
+        "ours/floor",
+        {v: s["step_ours_over_floor"] for (w, v), s in by.items() if w == "single-16M"},
+        1.2,
+        "within 1.2x of the bandwidth floor on the 16M leaf",
+    )
+    return [{"met": bool(met), "text": text} for met, text in out]
+
+
+def format_or_na(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def derive(payload: dict[str, Any]) -> dict[str, Any]:
+    """Writes into ``payload`` what its raw samples give: each record's ``summary``, the copy
+    bandwidth at the start, and the ``targets``."""
+    copy = payload["meta"]["copy_bandwidth"]
+    copy["gb_per_s"] = copy["bytes_moved"] / statistics.median(copy["times_s"]) / 1e9
+    for record in payload["records"]:
+        record["summary"] = summarize(record, copy["bytes_moved"])
+    by = {(r["workload"], r["variant"]): r["summary"] for r in payload["records"]}
+    payload["targets"] = targets(by) if by else []
+    return payload
+
+
+# ---------------------------------------------------------------------------
 # One case: a workload and a variant.
 
 
@@ -358,7 +499,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     parser.add_argument("--budget-s", type=float, help="start no case after this many seconds")
     parser.add_argument("--no-render", dest="render", action="store_false")
+    parser.add_argument("--derive", type=Path, help="only derive FILE's summaries and targets")
     args = parser.parse_args(argv)
+    if args.derive:
+        write_json(args.derive, derive(json.loads(args.derive.read_text())))
+        print(f"wrote {args.derive}", file=sys.stderr)
+        return 0
     protocol = PRESETS[args.preset]
     if args.variants:
         protocol = dataclasses.replace(protocol, variants=tuple(args.variants))
@@ -403,18 +549,17 @@ def main(argv: list[str] | None = None) -> int:
         record["env"] = {k: info[k] for k in ("backend", "device_kind", "jax", "optax")}
         payload["records"].append(record)
         payload["meta"]["wall_s"] = time.perf_counter() - start
-        write_json(path, payload)  # after every case: a run cut short keeps what it measured
+        write_json(
+            path, derive(payload)
+        )  # after every case: a run cut short keeps what it measured
         gc.collect()
     payload["meta"]["complete"] = len(payload["records"]) == len(cases)
     payload["meta"]["wall_s"] = time.perf_counter() - start
     info["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    write_json(path, payload)
+    write_json(path, derive(payload))
     print(f"wrote {path}", file=sys.stderr)
     if args.render:
-        import render
-
-        for written in render.render_suite(path):
-            print(f"wrote {written}", file=sys.stderr)
+        draw(path)
     return 0
 
 

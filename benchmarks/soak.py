@@ -25,6 +25,7 @@ check failed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -34,11 +35,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
-from common import RESULTS, machine_info, write_json  # benchmarks/common.py: run as a script
+from machine import RESULTS, machine_info, write_json
+from variants import STORAGE
 
 import optax_rmsprop
 
-NU_DTYPES = {"none": None, "bfloat16": jnp.bfloat16, "int8": optax_rmsprop.Int8(min_size=8)}
+
+def storage(name: str) -> Any:
+    """``STORAGE[name]``, 8-bit on this model's small leaves too (``min_size`` 8)."""
+    nu = STORAGE[name]
+    return dataclasses.replace(nu, min_size=8) if isinstance(nu, optax_rmsprop.Int8) else nu
 
 
 def init_params(key: jax.Array) -> dict[str, jax.Array]:
@@ -73,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1_000_000, help="optimizer steps")
     parser.add_argument("--chunk", type=int, default=10_000, help="steps per jitted scan")
-    parser.add_argument("--nu-dtype", choices=NU_DTYPES, default="none", help="storage of v")
+    parser.add_argument("--nu-dtype", choices=STORAGE, default="default", help="storage of v")
     parser.add_argument("--output", type=Path, default=RESULTS / "soak.json", help="JSON file")
     args = parser.parse_args(argv)
     if args.steps % args.chunk:
@@ -91,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         bias_correction=True,
         weight_decay=1e-4,
         decoupled_weight_decay=True,
-        nu_dtype=NU_DTYPES[args.nu_dtype],
+        nu_dtype=storage(args.nu_dtype),
     )
     tx = optax_rmsprop.rmsprop(schedule, **config)
     key = jax.random.key(0)

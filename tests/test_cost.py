@@ -19,14 +19,13 @@ shapes only, ours and ``optax.rmsprop``'s, and compared on:
 A fused float32 step must read the params, the gradient and ``nu`` and write the
 params and ``nu``: 20 bytes/param (momentum +8, centered +8); XLA:CPU fuses no
 multi-output loops, so there optax's plain step moves 28. The timings are in
-``benchmarks/run.py``, whose variants, workloads and step this file imports from
-``benchmarks/common.py``. Where the 8-bit or bfloat16 step costs more than optax's on
+``benchmarks/run.py``, whose variants, workloads and step this file imports from the
+``benchmarks`` package. Where the 8-bit or bfloat16 step costs more than optax's on
 XLA:CPU today, the test is an expected failure (``strict``: it fails once the step
 gets cheaper, so the mark comes off).
 """
 
 import functools
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -39,11 +38,9 @@ import numpy as np
 import pytest
 
 import optax_rmsprop
+from benchmarks import machine, step, variants, workloads
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-_spec = importlib.util.spec_from_file_location("benchmarks_common", BENCHMARKS / "common.py")
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
 
 VARIANTS = ("plain", "momentum", "centered+momentum", "int8", "bf16")  # benchmarks/run.py's
 
@@ -76,20 +73,20 @@ def _shapes(tree):
 
 
 def _ours(variant):
-    return common.transformations(variant)["ours"]
+    return variants.transformations(variant)["ours"]
 
 
 def _theirs(variant):
-    return common.transformations(variant)["optax"]
+    return variants.transformations(variant)["optax"]
 
 
 @functools.cache
 def _cost(library, variant, tree):
     """XLA's accounting of the compiled ``jit(update + apply_updates)``, params and state
     donated, compiled from shapes only (nothing is allocated)."""
-    tx = common.transformations(variant)[library]
-    compiled = common.compile_step(tx, _shapes(TREES[tree]))
-    return common.xla_cost(compiled)["bytes_accessed"], compiled.memory_analysis()
+    tx = variants.transformations(variant)[library]
+    compiled = step.compile_step(tx, _shapes(TREES[tree]))
+    return step.xla_cost(compiled)["bytes_accessed"], compiled.memory_analysis()
 
 
 def _cases(marks_for):
@@ -109,14 +106,14 @@ def test_bytes_accessed_not_above_optax(variant, tree):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("workload", list(common.WORKLOADS))
+@pytest.mark.parametrize("workload", list(workloads.WORKLOADS))
 def test_bytes_accessed_not_above_optax_on_the_benchmark_workloads(workload, variant):
     """The suite's own trees (up to 28M parameters and 1000 leaves), from shapes: a minute
     or more of compiling on a CPU."""
-    params = common.abstract(common.WORKLOADS[workload]())
+    params = workloads.abstract(workloads.WORKLOADS[workload]())
     ours, theirs = (
-        common.xla_cost(common.compile_step(tx, params))["bytes_accessed"]
-        for tx in common.transformations(variant).values()
+        step.xla_cost(step.compile_step(tx, params))["bytes_accessed"]
+        for tx in variants.transformations(variant).values()
     )
     assert ours <= theirs + SLACK_BYTES, (ours, theirs)
 
@@ -193,7 +190,7 @@ def test_instructions_per_parameter_not_above_the_stored_run(tmp_path):
     if jax.default_backend() != "cpu" or shutil.which("objdump") is None:
         pytest.skip("counts XLA:CPU's object files with objdump")
     stored = json.loads((BENCHMARKS / "results" / "instructions.json").read_text())["runs"]
-    extensions = common.vector_extensions()
+    extensions = machine.vector_extensions()
     command = [sys.executable, str(BENCHMARKS / "instructions.py"), "--out", str(tmp_path)]
     subprocess.run([*command, "--no-render"], check=True, capture_output=True, timeout=900)
     now = _instruction_counts(
