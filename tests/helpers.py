@@ -1,5 +1,6 @@
-"""What the test files share: the variants of the rule, its float64 oracle, one way to
-compare trees, the trees and the problems they run on.
+"""What the test files share: the variants of the rule, the storage choices, the presets,
+its float64 oracle, one loop that runs a transformation, one way to compare trees, the trees
+and the problems they run on.
 
 The test modules import it as ``helpers`` (pytest puts ``tests/`` on ``sys.path``).
 """
@@ -10,12 +11,15 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from optax_rmsprop import Int8
+from benchmarks.variants import STORAGE
+from optax_rmsprop import Int8, presets, scale_by_rms
 
 # ---------------------------------------------------------------------------
 # Schedules: functions of the step count t - 1, at module level so that equal
@@ -176,6 +180,38 @@ def cases(*names: str) -> list[Any]:
     return [pytest.param(kwargs, id=name) for name, kwargs in variants(*names).items()]
 
 
+def storage(*names: str) -> dict[str, Any]:
+    """The named storage choices (``nu_dtype``/``mu_dtype`` values) of ``STORAGE``, which
+    the benchmarks measure too; all of them when no name is given."""
+    return {name: STORAGE[name] for name in names or STORAGE}
+
+
+# ---------------------------------------------------------------------------
+# The presets, each with the options that exercise most of it. ``optax`` transformations
+# (gluon's clipping) wrap the rule in some of them.
+
+PRESETS: dict[str, Callable[[], optax.GradientTransformation]] = {
+    "torch": lambda: presets.torch(lr=0.01, momentum=0.9, centered=True, weight_decay=0.01),
+    "keras": lambda: presets.keras(learning_rate=0.01, momentum=0.9, weight_decay=0.01),
+    "tf_keras-legacy": lambda: presets.tf_keras(legacy=True),
+    "tf1": lambda: presets.tf1(0.01, momentum=0.9, centered=True),
+    "gluon": lambda: presets.gluon(0.01, centered=True, wd=0.01),
+    "gluon-rescaled-clipped": lambda: presets.gluon(
+        0.01, rescale_grad=0.5, clip_gradient=1.0, clip_weights=2.0, wd=0.01
+    ),
+    "paddle": lambda: presets.paddle(0.01),
+    "chainer": lambda: presets.chainer(),
+    "chainer_graves": lambda: presets.chainer_graves(),
+    "d2l": lambda: presets.d2l(0.01, 0.9),
+    "scale_by_rms": lambda: scale_by_rms(centered=True),
+}
+
+
+def preset_makers(*names: str) -> dict[str, Callable[[], optax.GradientTransformation]]:
+    """The named entries of ``PRESETS`` (all of them when no name is given)."""
+    return {name: PRESETS[name] for name in names or PRESETS}
+
+
 def with_lr(kwargs: dict[str, Any], learning_rate: Any = 0.05, **more: Any) -> dict[str, Any]:
     """``rmsprop``'s arguments: the learning rate unless the variant has a schedule."""
     return {"learning_rate": learning_rate, **more, **kwargs}
@@ -211,6 +247,44 @@ def stack(trees: list[Any]) -> Any:
 
 
 # ---------------------------------------------------------------------------
+# Running a transformation.
+
+
+class Trajectory(NamedTuple):
+    """θ₀ … θ_T, u₁ … u_T and the state after each step (``state``: the last one)."""
+
+    params: list[Any]
+    updates: list[Any]
+    states: list[Any]
+    state: Any
+
+
+def run(
+    tx: optax.GradientTransformation,
+    params: Any,
+    grads: list[Any],
+    *,
+    update: Callable[..., Any] | None = None,
+    apply: bool = True,
+) -> Trajectory:
+    """``tx`` over the gradients g₁ … g_T from ``tx.init(params)``, in a Python loop.
+
+    ``update`` replaces ``tx.update`` (``jax.jit(tx.update)``, say); with ``apply=False`` the
+    params stay θ₀. Traceable: ``jax.jit(run, static_argnums=0)`` runs it compiled.
+    """
+    update = update or tx.update
+    state = tx.init(params)
+    trajectory = Trajectory([params], [], [], state)
+    for g in grads:
+        u, state = update(g, state, params)
+        params = optax.apply_updates(params, u) if apply else params
+        trajectory.params.append(params)
+        trajectory.updates.append(u)
+        trajectory.states.append(state)
+    return trajectory._replace(state=state)
+
+
+# ---------------------------------------------------------------------------
 # Comparing trees.
 
 
@@ -237,13 +311,13 @@ def assert_trees_close(
     means anything); ``rtol = atol = 0`` asks for the same bits. Integer leaves (8-bit
     codes): ``codes = (d, f)`` lets at most a fraction ``f`` of them differ, by at most ``d``.
     """
-    assert jax.tree.structure(actual) == jax.tree.structure(expected), what
+    chex.assert_trees_all_equal_structs(actual, expected)
+    chex.assert_trees_all_equal_shapes(actual, expected)
+    if same_dtypes:
+        chex.assert_trees_all_equal_dtypes(actual, expected)
     leaves = zip(jax.tree.leaves_with_path(actual), jax.tree.leaves(expected), strict=True)
     for (path, a), e in leaves:
         where = f"{what}{jax.tree_util.keystr(path)}"
-        assert np.shape(a) == np.shape(e), where
-        if same_dtypes:
-            assert jnp.result_type(a) == jnp.result_type(e), where
         if not jnp.issubdtype(jnp.result_type(e), jnp.inexact):
             diff = np.abs(np.asarray(a, np.int64) - np.asarray(e, np.int64))
             largest, fraction = codes

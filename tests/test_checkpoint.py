@@ -1,98 +1,129 @@
-"""The state saved with orbax-checkpoint and restored resumes training bit for bit.
+"""A saved and restored state resumes training bit for bit.
 
-Restored without a target, orbax gives plain dicts, which ``update`` refuses; with the target
-``jax.tree.map(ocp.utils.to_shape_dtype_struct, tx.init(params))`` it gives the
-``RMSPropState`` back, ``None`` buffers and 8-bit ``nu`` (``QuantizedArray``) included
-(docs/checkpointing.md shows it; onto another mesh: tests/test_sharding.py).
+Saved with pickle, flax's msgpack or orbax-checkpoint, for every kind of state (``None``
+buffers, bfloat16 and 8-bit ``nu`` as ``QuantizedArray``, complex leaves), the state restored
+against the target a new process has (a fresh ``tx.init(params)``) is an ``RMSPropState`` of
+the same bits, and the steps after it equal those of a run never interrupted. Restored by
+orbax without a target, the state is a dict, which ``update`` refuses with a ``TypeError``
+whose advice, followed, restores it (docs/checkpointing.md shows it; onto another mesh:
+tests/test_sharding.py).
 """
 
+import functools
+import pickle
+import re
+
+import flax.serialization
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import assert_trees_close, run, storage, variants, with_lr
 
 import optax_rmsprop
+from optax_rmsprop import RMSPropState
 from optax_rmsprop.quantize import QuantizedArray
 
 ocp = pytest.importorskip("orbax.checkpoint", reason="the test extra: pip install -e '.[test]'")
 
-VARIANTS = {
-    "plain": {},
-    "centered_momentum": {"centered": True, "momentum": 0.9},
-    # w has 8192 values (>= Int8().min_size): 8-bit codes with stochastic rounding, whose
-    # random bits come from the step count, so a lost count would change the next steps.
-    "nu_int8": {"nu_dtype": "int8", "momentum": 0.9},
-}
-STEPS_BEFORE, STEPS_AFTER = 4, 4
+VARIANTS = variants(
+    "plain",
+    "everything",
+    "schedules-momentum-weight_decay_decoupled",
+    "centered-momentum-split_complex",
+)
+# the default storage, bfloat16, and 8-bit codes with stochastic rounding, whose random bits
+# come from the step count, so that a lost count would change the steps after the restore
+STORAGE = storage("default", "bfloat16", "int8")
+STEPS_BEFORE, STEPS_AFTER = 3, 4
 
 
-def make_problem():
-    key_w, key_x, key_y = jax.random.split(jax.random.key(0), 3)
-    params = {"w": 0.1 * jax.random.normal(key_w, (64, 128)), "b": jnp.zeros(128)}
-    x = jax.random.normal(key_x, (STEPS_BEFORE + STEPS_AFTER, 16, 64))
-    y = jax.random.normal(key_y, (STEPS_BEFORE + STEPS_AFTER, 16, 128))
-    return params, x, y
+def save_pickle(params, state, target, path):
+    del target
+    path.write_bytes(pickle.dumps(jax.device_get((params, state))))
+    return pickle.loads(path.read_bytes())
 
 
-def make_step(tx):
-    def loss(params, x, y):
-        return jnp.mean((x @ params["w"] + params["b"] - y) ** 2)
-
-    @jax.jit
-    def step(params, state, x, y):
-        updates, state = tx.update(jax.grad(loss)(params, x, y), state, params)
-        return optax.apply_updates(params, updates), state
-
-    return step
+def save_flax(params, state, target, path):
+    path.write_bytes(flax.serialization.to_bytes((params, state)))
+    return flax.serialization.from_bytes(target, path.read_bytes())
 
 
-def assert_bitwise_equal(got, expected):
-    assert jax.tree.structure(got) == jax.tree.structure(expected)
-    for (path, a), b in zip(jax.tree.leaves_with_path(got), jax.tree.leaves(expected), strict=True):
-        assert a.dtype == b.dtype, jax.tree_util.keystr(path)
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), jax.tree_util.keystr(path))
+def save_orbax(params, state, target, path):
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(path, {"params": params, "state": state})
+    with ocp.StandardCheckpointer() as checkpointer:
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        restored = checkpointer.restore(path, {"params": abstract[0], "state": abstract[1]})
+    return restored["params"], restored["state"]
 
 
+SAVERS = {"pickle": save_pickle, "flax": save_flax, "orbax": save_orbax}
+
+
+@functools.cache
+def problem(variant, nu):
+    """``rmsprop``'s arguments, params with a leaf of 4096 values (8-bit blocks with
+    ``"int8"``), a small one and a complex one, and the gradients of every step."""
+    kwargs = with_lr(VARIANTS[variant], 0.05, nu_dtype=STORAGE[nu])
+    rng = np.random.default_rng(0)
+
+    def tree():
+        return {
+            "w": rng.normal(size=(64, 64)).astype(np.float32),
+            "b": rng.normal(size=5).astype(np.float32),
+            "z": (rng.normal(size=3) + 1j * rng.normal(size=3)).astype(np.complex64),
+        }
+
+    params = tree()
+    return kwargs, params, [tree() for _ in range(STEPS_BEFORE + STEPS_AFTER)]
+
+
+@pytest.mark.parametrize("saver", SAVERS)
+@pytest.mark.parametrize("nu", STORAGE)
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_restored_state_resumes_bit_exactly(variant, tmp_path):
-    tx = optax_rmsprop.rmsprop(1e-2, **VARIANTS[variant])
-    step = make_step(tx)
-    params, x, y = make_problem()
-    state = tx.init(params)
-    for i in range(STEPS_BEFORE):
-        params, state = step(params, state, x[i], y[i])
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(tmp_path / "ckpt", {"params": params, "state": state})
-    for i in range(STEPS_BEFORE, STEPS_BEFORE + STEPS_AFTER):
-        params, state = step(params, state, x[i], y[i])
+def test_a_restored_state_resumes_bit_for_bit(variant, nu, saver, tmp_path):
+    kwargs, params, grads = problem(variant, nu)
+    tx = optax_rmsprop.rmsprop(**kwargs)
+    uninterrupted = run(tx, params, grads)
+    before = run(tx, params, grads[:STEPS_BEFORE])
 
-    fresh_params, _, _ = make_problem()
-    target = jax.tree.map(
-        ocp.utils.to_shape_dtype_struct, {"params": fresh_params, "state": tx.init(fresh_params)}
-    )
-    with ocp.StandardCheckpointer() as checkpointer:
-        restored = checkpointer.restore(tmp_path / "ckpt", target)
-    resumed_params, resumed_state = restored["params"], restored["state"]
-    assert isinstance(resumed_state, optax_rmsprop.RMSPropState)
-    assert int(resumed_state.count) == STEPS_BEFORE
-    assert (resumed_state.mu is None) == ("centered" not in VARIANTS[variant])
-    assert (resumed_state.momentum is None) == ("momentum" not in VARIANTS[variant])
-    assert isinstance(resumed_state.nu["w"], QuantizedArray) == (variant == "nu_int8")
-    for i in range(STEPS_BEFORE, STEPS_BEFORE + STEPS_AFTER):
-        resumed_params, resumed_state = step(resumed_params, resumed_state, x[i], y[i])
-    assert_bitwise_equal(resumed_params, params)
-    assert_bitwise_equal(resumed_state, state)
+    # The target is what a new process has: a fresh state of the same configuration.
+    target = (params, tx.init(params))
+    p, state = SAVERS[saver](before.params[-1], before.state, target, tmp_path / "checkpoint")
+    assert isinstance(state, RMSPropState)
+    assert isinstance(state.nu["w"], QuantizedArray) == (nu == "int8")
+    assert_trees_close(state, before.state, what="restored state ")
+    assert_trees_close(p, before.params[-1], what="restored params ")
+
+    tx = optax_rmsprop.rmsprop(**kwargs)  # a new process builds it again
+    for i, g in enumerate(grads[STEPS_BEFORE:], start=STEPS_BEFORE):
+        u, state = tx.update(g, state, p)
+        p = optax.apply_updates(p, u)
+        assert_trees_close(u, uninterrupted.updates[i], what=f"updates of step {i + 1} ")
+    assert_trees_close(state, uninterrupted.state, what="final state ")
+    assert int(state.count) == STEPS_BEFORE + STEPS_AFTER
 
 
-def test_restored_without_a_target_is_a_dict_that_update_refuses(tmp_path):
-    tx = optax_rmsprop.rmsprop(1e-2, nu_dtype="int8")
-    params, x, y = make_problem()
-    state = tx.init(params)
+def test_a_state_restored_without_a_target_is_refused_with_advice_that_works(tmp_path):
+    """The promise of the ``TypeError``: its advice, run as written, restores the state."""
+    kwargs, params, grads = problem("plain", "int8")
+    tx = optax_rmsprop.rmsprop(**kwargs)
+    state = run(tx, params, grads[:STEPS_BEFORE]).state
+    path = tmp_path / "checkpoint"
     with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(tmp_path / "ckpt", {"params": params, "state": state})
-        restored = checkpointer.restore(tmp_path / "ckpt")
-    assert isinstance(restored["state"], dict)
-    assert isinstance(restored["state"]["nu"]["w"], dict)  # codes and scales, as a dict
-    with pytest.raises(TypeError, match="RMSPropState"):
-        make_step(tx)(restored["params"], restored["state"], x[0], y[0])
+        checkpointer.save(path, state)
+    with ocp.StandardCheckpointer() as checkpointer:
+        restored = checkpointer.restore(path)
+    assert isinstance(restored, dict)
+    assert isinstance(restored["nu"]["w"], dict)  # codes and scales, as a dict
+
+    with pytest.raises(TypeError, match="RMSPropState") as refusal:
+        tx.update(grads[0], restored, params)
+    advice = re.search(r"e\.g\. (.+)\.$", str(refusal.value))
+    assert advice, f"the message no longer shows how to restore: {refusal.value}"
+    names = {"ocp": ocp, "jax": jax, "path": path, "tx": tx, "params": params}
+    followed = eval(advice[1], names)  # the call the message shows, as written
+    assert isinstance(followed, RMSPropState)
+    assert_trees_close(followed, state)
+    tx.update(grads[0], followed, params)  # accepted

@@ -13,13 +13,13 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
+from helpers import STORAGE, preset_makers, variants, with_lr
 from jax import export
 from jax.experimental import io_callback
 
 import optax_rmsprop
-from optax_rmsprop import presets, quantize
+from optax_rmsprop import quantize
 
 PLATFORMS = ("cuda", "rocm", "tpu")
 
@@ -39,49 +39,30 @@ def cpu_ties(module: str) -> list[str]:
     return found
 
 
-schedule = optax.linear_schedule(0.1, 0.01, 100)
-VARIANTS = {
-    "plain": dict(),
-    "eps_outside": dict(eps_in_sqrt=False),
-    "initial_scale": dict(initial_scale=1.0),
-    "centered": dict(centered=True),
-    "bias_correction": dict(bias_correction=True),
-    "momentum": dict(momentum=0.9),
-    "momentum-nesterov": dict(momentum=0.9, nesterov=True),
-    "momentum-lr_outside_momentum": dict(momentum=0.9, lr_in_momentum=False),
-    "momentum-nesterov-lr_outside_momentum": dict(
-        momentum=0.9, nesterov=True, lr_in_momentum=False
-    ),
-    "weight_decay_coupled": dict(weight_decay=0.1),
-    "weight_decay_decoupled-mask": dict(
-        weight_decay=0.1, decoupled_weight_decay=True, weight_decay_mask={"w": True, "b": False}
-    ),
-    "maximize": dict(maximize=True),
-    "split_complex": dict(split_complex=True),
-    "schedules": dict(
-        learning_rate=schedule,
-        decay=optax.linear_schedule(0.9, 0.99, 100),
-        eps=optax.linear_schedule(1e-8, 1e-6, 100),
-        momentum=optax.linear_schedule(0.5, 0.9, 100),
-        weight_decay=schedule,
-    ),
-    "everything": dict(
-        centered=True,
-        bias_correction=True,
-        eps_in_sqrt=False,
-        initial_scale=0.5,
-        momentum=0.9,
-        nesterov=True,
-        weight_decay=0.1,
-        decoupled_weight_decay=True,
-        maximize=True,
-    ),
-}
+# The variants that change the compiled step's shape (the others only change constants);
+# "everything" has every flag and every hyperparameter a schedule.
+VARIANTS = variants(
+    "plain",
+    "eps_outside",
+    "initial_scale",
+    "centered",
+    "bias_correction",
+    "momentum",
+    "momentum-nesterov",
+    "momentum-lr_outside_momentum",
+    "momentum-nesterov-lr_schedule-lr_outside_momentum",
+    "weight_decay_coupled",
+    "weight_decay_decoupled-mask_fn",
+    "maximize",
+    "split_complex",
+    "schedules-momentum-weight_decay_decoupled",
+    "everything",
+)
 STATE_DTYPES = {
-    "float32": dict(),
+    "float32": {},
     "bfloat16": dict(nu_dtype=jnp.bfloat16, mu_dtype=jnp.bfloat16),
-    "int8": dict(nu_dtype="int8"),  # stochastic rounding
-    "int8_nearest": dict(nu_dtype=quantize.Int8(rounding="nearest")),
+    "int8": dict(nu_dtype=STORAGE["int8"]),  # stochastic rounding
+    "int8_nearest": dict(nu_dtype=STORAGE["int8-nearest"]),
 }
 # every variant with every state dtype; int8 with rounding to nearest once, with everything on
 CASES = {
@@ -106,10 +87,7 @@ def make_params():
 
 @pytest.mark.parametrize("variant, dtype", CASES.values(), ids=CASES.keys())
 def test_the_jitted_step_lowers_for_accelerators_without_cpu_ties(variant, dtype):
-    kwargs = {"learning_rate": 0.01, **variant, **dtype}
-    if "weight_decay_mask" in kwargs:  # the mask names the leaves it decays; z and s are not
-        kwargs["weight_decay_mask"] = {**kwargs["weight_decay_mask"], "z": False, "s": True}
-    tx = optax_rmsprop.rmsprop(**kwargs)
+    tx = optax_rmsprop.rmsprop(**with_lr(variant, 0.01, **dtype))
     params = make_params()
     state = tx.init(params)
     if dtype.get("nu_dtype") is not None and dtype["nu_dtype"] != jnp.bfloat16:
@@ -132,18 +110,7 @@ def test_the_jitted_step_lowers_for_accelerators_without_cpu_ties(variant, dtype
 
 
 # The presets add optax's own transformations (gluon's clipping, for one) around the rule.
-PRESETS = {
-    "torch-centered-momentum": lambda: presets.torch(0.01, momentum=0.9, centered=True),
-    "keras-momentum-weight_decay": lambda: presets.keras(momentum=0.9, weight_decay=0.01),
-    "tf_keras-legacy": lambda: presets.tf_keras(legacy=True),
-    "tf1-momentum": lambda: presets.tf1(0.01, momentum=0.9),
-    "gluon-clip": lambda: presets.gluon(clip_gradient=1.0, clip_weights=2.0, wd=0.01),
-    "paddle": lambda: presets.paddle(0.01),
-    "chainer": lambda: presets.chainer(),
-    "chainer_graves": lambda: presets.chainer_graves(),
-    "d2l": lambda: presets.d2l(0.01, 0.9),
-    "scale_by_rms": lambda: optax_rmsprop.scale_by_rms(centered=True),
-}
+PRESETS = preset_makers()
 
 
 @pytest.mark.parametrize("make", PRESETS.values(), ids=PRESETS.keys())

@@ -19,12 +19,23 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import assert_trees_close, avals, fixed, make_tree, oracle, variants, with_lr
+from absl.testing import parameterized
+from helpers import (
+    assert_trees_close,
+    fixed,
+    make_tree,
+    oracle,
+    preset_makers,
+    run,
+    variants,
+    with_lr,
+)
 
 import optax_rmsprop
 from optax_rmsprop import core, presets
@@ -76,16 +87,7 @@ VARIANTS = variants(
     "everything",
 )
 
-PRESETS: dict[str, Callable[[], optax.GradientTransformation]] = {
-    "torch": lambda: presets.torch(lr=0.01, momentum=0.9, centered=True, weight_decay=0.01),
-    "keras": lambda: presets.keras(learning_rate=0.01, momentum=0.9, weight_decay=0.01),
-    "tf1": lambda: presets.tf1(0.01, momentum=0.9, centered=True),
-    "gluon": lambda: presets.gluon(0.01, centered=True, wd=0.01),
-    "gluon-rescaled-clipped": lambda: presets.gluon(
-        0.01, rescale_grad=0.5, clip_gradient=1.0, clip_weights=2.0, wd=0.01
-    ),
-    "d2l": lambda: presets.d2l(0.01, 0.9),
-}
+PRESETS = preset_makers("torch", "keras", "tf1", "gluon", "gluon-rescaled-clipped", "d2l")
 
 TRANSFORMS: dict[str, Callable[[], optax.GradientTransformation]] = {
     **{
@@ -123,15 +125,6 @@ def assert_trees_differ(a: Any, b: Any) -> None:
         not np.allclose(np.asarray(x, np.float64), np.asarray(y, np.float64))
         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
     )
-
-
-def eager_run(tx, params, grads_seq):
-    """Plain Python loop of eager updates: the reference every other path must equal."""
-    state = tx.init(params)
-    for grads in grads_seq:
-        updates, state = tx.update(grads, state, params)
-        params = optax.apply_updates(params, updates)
-    return params, state
 
 
 def test_compilation_counter_sees_a_compilation():
@@ -175,9 +168,9 @@ def test_jit_equals_eager_and_the_train_step_compiles_once(name):
         jax.block_until_ready(jit_params)
     assert compiled == []
     assert len(traces) == 1
-    eager_params, eager_state = eager_run(tx, params, grads_seq)
-    assert_close(jit_params, eager_params)
-    assert_close(jit_state, eager_state)
+    eager = run(tx, params, grads_seq)  # the reference every other path must equal
+    assert_close(jit_params, eager.params[-1])
+    assert_close(jit_state, eager.state)
     assert_trees_differ(jit_params, params)
 
 
@@ -227,9 +220,9 @@ def test_inject_hyperparams_eager_and_jit_equal_the_plain_transformation(name):
     plain = factory(**values)
     params = make_params()
     grads_seq = [make_grads(i, params) for i in range(3)]
-    expected = eager_run(plain, params, grads_seq)[0]
-    assert_close(eager_run(tx, params, grads_seq)[0], expected)
-    assert_close(jax.jit(eager_run, static_argnums=0)(tx, params, grads_seq)[0], expected)
+    expected = run(plain, params, grads_seq).params[-1]
+    assert_close(run(tx, params, grads_seq).params[-1], expected)
+    assert_close(jax.jit(run, static_argnums=0)(tx, params, grads_seq).params[-1], expected)
 
 
 @pytest.mark.parametrize("mode", ["eager", "jit"])
@@ -344,7 +337,7 @@ def test_multi_steps_equals_manual_accumulation(name, mode):
 
 
 # ---------------------------------------------------------------------------
-# optax.chain with clipping and a schedule, against the oracle
+# optax.chain with clipping and a schedule (against the oracle) or extra arguments
 
 
 def clipped_by_global_norm(tree, max_norm):
@@ -352,27 +345,6 @@ def clipped_by_global_norm(tree, max_norm):
     tree = jax.tree.map(lambda g: np.asarray(g, np.float64), tree)
     norm = np.sqrt(sum(np.sum(g * g) for g in jax.tree.leaves(tree)))
     return jax.tree.map(lambda g: g * max_norm / max(norm, max_norm), tree)
-
-
-@pytest.mark.parametrize("mode", ["eager", "jit"])
-@pytest.mark.parametrize("momentum", [None, 0.9], ids=["plain", "momentum"])
-def test_chain_with_clipping_and_schedule_matches_the_oracle(momentum, mode):
-    schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.01, peak_value=0.1, warmup_steps=2, decay_steps=6, end_value=0.001
-    )
-    tx = optax.chain(
-        optax.clip_by_global_norm(1.0), optax_rmsprop.rmsprop(schedule, momentum=momentum)
-    )
-    params = make_params()
-    # alternate large gradients (clipped) and small ones (left alone)
-    grads_seq = [make_grads(i, params, scale=3.0 if i % 2 == 0 else 0.05) for i in range(6)]
-    update = jax.jit(tx.update) if mode == "jit" else tx.update
-    state = tx.init(params)
-    clipped = [clipped_by_global_norm(g, 1.0) for g in grads_seq]
-    exact = oracle(fixed(clipped), params, 6, learning_rate=schedule, momentum=momentum)
-    for grads, want in zip(grads_seq, exact.updates, strict=True):
-        updates, state = update(grads, state, params)
-        assert_trees_close(updates, want, 2e-5, 1e-9, same_dtypes=False)
 
 
 # ---------------------------------------------------------------------------
@@ -411,29 +383,54 @@ def scale_by_loss_scale() -> optax.GradientTransformationExtraArgs:
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-@pytest.mark.parametrize("mode", ["eager", "jit"])
-def test_chain_with_transformations_that_use_extra_args(mode):
-    tx = optax.chain(
-        scale_by_loss_scale(),
-        optax.with_extra_args_support(optax.clip_by_global_norm(100.0)),
-        optax_rmsprop.rmsprop(0.1, momentum=0.9),
-        optax.contrib.reduce_on_plateau(factor=0.5, patience=1, cooldown=0, accumulation_size=1),
-    )
-    plain = optax_rmsprop.rmsprop(0.1, momentum=0.9)
-    update = jax.jit(tx.update) if mode == "jit" else tx.update
-    params = make_params()
-    state, plain_state = tx.init(params), plain.init(params)
-    scales = []
-    for i, loss in enumerate([3.0, 2.0, 2.5, 2.7]):  # the loss stops improving: lr halves
-        grads = make_grads(i, params)
-        updates, state = update(grads, state, params, loss_scale=0.5, value=jnp.float32(loss))
-        expected, plain_state = plain.update(
-            jax.tree.map(lambda g: 0.5 * g, grads), plain_state, params
+class ChainTest(chex.TestCase):
+    """``optax.chain`` around the rule, each test with and without ``jax.jit``."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(("plain", None), ("momentum", 0.9))
+    def test_chain_with_clipping_and_schedule_matches_the_oracle(self, momentum):
+        schedule = optax.warmup_cosine_decay_schedule(
+            init_value=0.01, peak_value=0.1, warmup_steps=2, decay_steps=6, end_value=0.001
         )
-        scale = float(state[-1].scale)
-        scales.append(scale)
-        assert_close(updates, jax.tree.map(lambda u, s=scale: s * u, expected), rtol=1e-5)
-    assert scales[0] == 1.0 and scales[-1] < 1.0
+        tx = optax.chain(
+            optax.clip_by_global_norm(1.0), optax_rmsprop.rmsprop(schedule, momentum=momentum)
+        )
+        params = make_params()
+        # alternate large gradients (clipped) and small ones (left alone)
+        grads_seq = [make_grads(i, params, scale=3.0 if i % 2 == 0 else 0.05) for i in range(6)]
+        update = self.variant(tx.update)
+        state = tx.init(params)
+        clipped = [clipped_by_global_norm(g, 1.0) for g in grads_seq]
+        exact = oracle(fixed(clipped), params, 6, learning_rate=schedule, momentum=momentum)
+        for grads, want in zip(grads_seq, exact.updates, strict=True):
+            updates, state = update(grads, state, params)
+            assert_trees_close(updates, want, 2e-5, 1e-9, same_dtypes=False)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_chain_with_transformations_that_use_extra_args(self):
+        tx = optax.chain(
+            scale_by_loss_scale(),
+            optax.with_extra_args_support(optax.clip_by_global_norm(100.0)),
+            optax_rmsprop.rmsprop(0.1, momentum=0.9),
+            optax.contrib.reduce_on_plateau(
+                factor=0.5, patience=1, cooldown=0, accumulation_size=1
+            ),
+        )
+        plain = optax_rmsprop.rmsprop(0.1, momentum=0.9)
+        update = self.variant(tx.update)
+        params = make_params()
+        state, plain_state = tx.init(params), plain.init(params)
+        scales = []
+        for i, loss in enumerate([3.0, 2.0, 2.5, 2.7]):  # the loss stops improving: lr halves
+            grads = make_grads(i, params)
+            updates, state = update(grads, state, params, loss_scale=0.5, value=jnp.float32(loss))
+            expected, plain_state = plain.update(
+                jax.tree.map(lambda g: 0.5 * g, grads), plain_state, params
+            )
+            scale = float(state[-1].scale)
+            scales.append(scale)
+            assert_close(updates, jax.tree.map(lambda u, s=scale: s * u, expected), rtol=1e-5)
+        assert scales[0] == 1.0 and scales[-1] < 1.0
 
 
 # ---------------------------------------------------------------------------
@@ -447,8 +444,8 @@ def test_update_keeps_dtypes_and_shapes(name, dtype):
     params = make_params(dtype=DTYPES[dtype])
     state = tx.init(params)
     updates, new_state = jax.eval_shape(tx.update, make_grads(0, params), state, params)
-    assert avals(updates) == avals(params)
-    assert avals(new_state) == avals(state)
+    chex.assert_trees_all_equal_shapes_and_dtypes(updates, params)
+    chex.assert_trees_all_equal_shapes_and_dtypes(new_state, state)
 
 
 @pytest.mark.parametrize(
@@ -480,12 +477,10 @@ def test_update_inside_cond_inside_scan_matches_python_loop(name, dtype):
     (got_params, got_state), _ = jax.lax.scan(
         body, (params, tx.init(params)), (stacked, jnp.asarray(take_step))
     )
-    want_params, want_state = eager_run(
-        tx, params, [g for g, take in zip(grads_seq, take_step, strict=True) if take]
-    )
+    want = run(tx, params, [g for g, take in zip(grads_seq, take_step, strict=True) if take])
     tolerance = {"rtol": 1e-5, "atol": 1e-7} if dtype == "float32" else {"rtol": 2e-2}
-    assert_close(got_params, want_params, **tolerance)
-    assert_close(got_state, want_state, **tolerance)
+    assert_close(got_params, want.params[-1], **tolerance)
+    assert_close(got_state, want.state, **tolerance)
     assert int(jax.tree.leaves(got_state)[0]) == int(take_step.sum()) or name.startswith(
         "preset-gluon-rescaled"  # a chain: its first state leaf is not the count
     )
@@ -560,10 +555,10 @@ def test_vmap_over_parameter_sets_equals_loop(name):
         stack(params_list), [stack([g[i] for g in grads_lists]) for i in range(2)]
     )
     for b in range(batch):
-        want_params, want_state = eager_run(tx, params_list[b], grads_lists[b])
+        want = run(tx, params_list[b], grads_lists[b])
         take = functools.partial(jax.tree.map, lambda x, b=b: x[b])
-        assert_close(take(got_params), want_params, rtol=1e-5)
-        assert_close(take(got_state), want_state, rtol=1e-5)
+        assert_close(take(got_params), want.params[-1], rtol=1e-5)
+        assert_close(take(got_state), want.state, rtol=1e-5)
 
 
 VMAPPED_HYPERPARAMS = {  # factory of the traced values, and a batch of values
@@ -628,7 +623,7 @@ def test_vmap_over_hyperparameters_equals_separate_runs(name):
     grads_seq = [make_grads(i, params) for i in range(3)]
 
     def train(hyperparams):
-        return eager_run(make(**hyperparams), params, grads_seq)[0]
+        return run(make(**hyperparams), params, grads_seq).params[-1]
 
     batched = {key: np.asarray(value, np.float32) for key, value in values.items()}
     got = jax.jit(jax.vmap(train))(batched)

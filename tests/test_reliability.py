@@ -1,5 +1,6 @@
 """Reliability of ``rmsprop``: errors that name the problem, non-finite gradients,
-numerical safety, properties over random trees and configurations, exact resume.
+numerical safety, properties over random trees and configurations (exact resume:
+tests/test_checkpoint.py).
 
 **Valid configuration.** The numerical guarantees below hold for every configuration
 ``rmsprop`` accepts (finite hyperparameters in range; ``decay`` not 1 in float32, where
@@ -33,7 +34,7 @@ import functools
 import math
 import pickle
 
-import flax.serialization
+import chex
 import hypothesis
 import hypothesis.strategies as st
 import jax
@@ -44,15 +45,14 @@ import pytest
 from helpers import (
     INT8_SMALL,
     assert_trees_close,
-    avals,
     cases,
     is_finite,
     pieces,
+    run,
     variants,
-    with_lr,
 )
 
-from optax_rmsprop import Int8, RMSPropState, rmsprop
+from optax_rmsprop import Int8, rmsprop
 from optax_rmsprop.quantize import QuantizedArray, dequantize
 
 # ---------------------------------------------------------------------------
@@ -94,19 +94,6 @@ def random_leaf(rng, shape, dtype, scale=1.0):
     if jnp.issubdtype(dtype, jnp.complexfloating):
         x = x + 1j * rng.normal(0.0, scale, shape)
     return jnp.asarray(x.astype(dtype))  # NumPy casts: no complex128 request to JAX
-
-
-def run(tx, params, grads_seq, update=None, apply=True):
-    """Eager updates of ``tx`` over a gradient sequence: (updates, states) per step."""
-    update = update or tx.update
-    state = tx.init(params)
-    updates, states = [], []
-    for grads in grads_seq:
-        u, state = update(grads, state, params)
-        params = optax.apply_updates(params, u) if apply else params
-        updates.append(u)
-        states.append(state)
-    return updates, states
 
 
 # ---------------------------------------------------------------------------
@@ -336,90 +323,6 @@ def test_state_of_another_configuration_raises(case, tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# Exact resume.
-
-RESUME_VARIANTS = variants(
-    "plain",
-    "everything",
-    "schedules-momentum-weight_decay_decoupled",
-    "centered-momentum-split_complex",
-)
-NU_DTYPES = {"nu_default": None, "nu_bfloat16": jnp.bfloat16, "nu_int8": "int8"}
-RESUME_STEPS, RESUMED_STEPS = 3, 4
-
-
-def save_pickle(state, target, tmp_path):
-    del target
-    path = tmp_path / "state.pickle"
-    path.write_bytes(pickle.dumps(jax.device_get(state)))
-    return pickle.loads(path.read_bytes())
-
-
-def save_flax(state, target, tmp_path):
-    path = tmp_path / "state.msgpack"
-    path.write_bytes(flax.serialization.to_bytes(state))
-    return flax.serialization.from_bytes(target, path.read_bytes())
-
-
-def save_orbax_standard(state, target, tmp_path):
-    import orbax.checkpoint as ocp
-
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(tmp_path / "standard", state)
-    checkpointer.wait_until_finished()
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    return checkpointer.restore(tmp_path / "standard", abstract)
-
-
-SAVERS = {
-    "pickle": save_pickle,
-    "flax": save_flax,
-    "orbax_standard": save_orbax_standard,
-}
-
-
-@functools.cache
-def resume_problem(variant, nu_dtype):
-    kwargs = with_lr(RESUME_VARIANTS[variant], 0.05, nu_dtype=NU_DTYPES[nu_dtype])
-    rng = np.random.default_rng(0)
-    params = {
-        "w": random_leaf(rng, (64, 64), jnp.float32),  # 4096 values: 8-bit blocks for int8
-        "b": random_leaf(rng, (5,), jnp.float32),
-        "z": random_leaf(rng, (3,), jnp.complex64),
-    }
-    steps = RESUME_STEPS + RESUMED_STEPS
-    grads = [
-        jax.tree.map(lambda p: random_leaf(rng, p.shape, p.dtype), params) for _ in range(steps)
-    ]
-    return kwargs, params, grads
-
-
-@pytest.mark.parametrize("saver", SAVERS)
-@pytest.mark.parametrize("nu_dtype", NU_DTYPES)
-@pytest.mark.parametrize("variant", RESUME_VARIANTS)
-def test_resume_is_bit_identical(variant, nu_dtype, saver, tmp_path):
-    kwargs, params, grads = resume_problem(variant, nu_dtype)
-    tx = rmsprop(**kwargs)
-    expected_updates, expected_states = run(tx, params, grads)
-
-    state, p = tx.init(params), params
-    for g in grads[:RESUME_STEPS]:
-        u, state = tx.update(g, state, p)
-        p = optax.apply_updates(p, u)
-    # The target is what a new process has: a fresh state of the same configuration.
-    restored = SAVERS[saver](state, tx.init(params), tmp_path)
-    assert isinstance(restored, RMSPropState)
-    assert_trees_close(restored, state, what="restored")
-    tx = rmsprop(**kwargs)  # a new process would build it again
-    for i, g in enumerate(grads[RESUME_STEPS:], start=RESUME_STEPS):
-        u, restored = tx.update(g, restored, p)
-        p = optax.apply_updates(p, u)
-        assert_trees_close(u, expected_updates[i], what=f"updates of step {i + 1}")
-    assert_trees_close(restored, expected_states[-1], what="final state")
-    assert int(restored.count) == RESUME_STEPS + RESUMED_STEPS
-
-
-# ---------------------------------------------------------------------------
 # Non-finite gradients.
 
 BAD_VALUES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -464,7 +367,7 @@ def test_skipped_non_finite_steps_leave_no_trace(wrapper, variant):
     params, grads, bad_steps = nonfinite_problem()  # NaN, then +inf, then -inf
     tx = SKIPPERS[wrapper](rmsprop(0.05, **NONFINITE_VARIANTS[variant]))
     good = [g for i, g in enumerate(grads) if i not in bad_steps]
-    expected, _ = run(rmsprop(0.05, **NONFINITE_VARIANTS[variant]), params, good)
+    expected = run(rmsprop(0.05, **NONFINITE_VARIANTS[variant]), params, good).updates
 
     update = jax.jit(tx.update)
     state, p, got = tx.init(params), params, []
@@ -489,14 +392,12 @@ def test_zero_nans_keeps_the_state_finite(variant):
     params, grads, bad_steps = nonfinite_problem()
     tx = optax.chain(optax.zero_nans(), rmsprop(0.05, **NONFINITE_VARIANTS[variant]))
     zeroed = poisoned(grads, bad_steps, [0.0])
-    expected_updates, expected_states = run(
-        rmsprop(0.05, **NONFINITE_VARIANTS[variant]), params, zeroed
-    )
-    updates, states = run(tx, params, poisoned(grads, bad_steps, [math.nan]))
-    for i, (u, s) in enumerate(zip(updates, states, strict=True)):
+    expected = run(rmsprop(0.05, **NONFINITE_VARIANTS[variant]), params, zeroed)
+    got = run(tx, params, poisoned(grads, bad_steps, [math.nan]))
+    for i, (u, s) in enumerate(zip(got.updates, got.states, strict=True)):
         assert is_finite(u) and is_finite(s[1]), f"step {i + 1}"
-        np.testing.assert_allclose(u["a"], expected_updates[i]["a"], rtol=1e-6, atol=0)
-        np.testing.assert_allclose(u["b"], expected_updates[i]["b"], rtol=1e-6, atol=0)
+        np.testing.assert_allclose(u["a"], expected.updates[i]["a"], rtol=1e-6, atol=0)
+        np.testing.assert_allclose(u["b"], expected.updates[i]["b"], rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("bad", BAD_VALUES)
@@ -505,15 +406,15 @@ def test_a_non_finite_leaf_never_reaches_another_leaf(variant, bad):
     """No wrapper: the bad leaf's own update and state go bad, leaf ``b`` is untouched."""
     params, grads, bad_steps = nonfinite_problem()
     tx = rmsprop(0.05, **NONFINITE_VARIANTS[variant])
-    clean_updates, clean_states = run(tx, params, grads)
-    updates, states = run(tx, params, poisoned(grads, bad_steps, [BAD_VALUES[bad]]))
-    assert not is_finite([u["a"] for u in updates[bad_steps[0] :]])  # the test does poison
-    for i in range(len(grads)):
-        assert_trees_close(updates[i]["b"], clean_updates[i]["b"], what=f"step {i + 1} updates")
+    clean = run(tx, params, grads)
+    bad_run = run(tx, params, poisoned(grads, bad_steps, [BAD_VALUES[bad]]))
+    assert not is_finite([u["a"] for u in bad_run.updates[bad_steps[0] :]])  # it does poison
+    for i, (u, state) in enumerate(zip(bad_run.updates, bad_run.states, strict=True)):
+        assert_trees_close(u["b"], clean.updates[i]["b"], what=f"step {i + 1} updates")
         for field in ("nu", "mu", "momentum"):
-            buffer, clean = getattr(states[i], field), getattr(clean_states[i], field)
-            if clean is not None:
-                assert_trees_close(buffer["b"], clean["b"], what=f"step {i + 1} {field}")
+            buffer, expected = getattr(state, field), getattr(clean.states[i], field)
+            if expected is not None:
+                assert_trees_close(buffer["b"], expected["b"], what=f"step {i + 1} {field}")
 
 
 # ---------------------------------------------------------------------------
@@ -667,12 +568,12 @@ def test_float16_params_follow_the_float32_arithmetic_across_their_range():
     grads = [jnp.asarray(rng.uniform(-6e4, 6e4, 32), jnp.float16) for _ in range(10)]
     params = jnp.zeros(32, jnp.float16)
     for variant in variants("plain", "momentum", "bias_correction-eps_outside").values():
-        half, _ = run(rmsprop(0.01, **variant), params, grads)
-        single, _ = run(
+        half = run(rmsprop(0.01, **variant), params, grads).updates
+        single = run(
             rmsprop(0.01, **variant),
             params.astype(jnp.float32),
             [g.astype(jnp.float32) for g in grads],
-        )
+        ).updates
         for i, (h, s) in enumerate(zip(half, single, strict=True)):
             # float16 rounding of the update and (momentum) of its buffer: 1e-3 of the
             # leaf's scale; a saturated v is off by a factor (2.5 here), a dead one by 1.
@@ -778,10 +679,10 @@ def test_property_jit_equals_eager(tree, kwargs):
     params, gradients = tree
     tx = rmsprop(**kwargs)
     grads = [gradients(step) for step in range(3)]
-    eager_updates, eager_states = run(tx, params, grads)
-    jit_updates, jit_states = run(tx, params, grads, update=jax.jit(tx.update))
-    assert_trees_close(jit_updates, eager_updates, what="updates")
-    assert_trees_close(jit_states, eager_states, what="states")
+    eager = run(tx, params, grads)
+    jitted = run(tx, params, grads, update=jax.jit(tx.update))
+    assert_trees_close(jitted.updates, eager.updates, what="updates")
+    assert_trees_close(jitted.states, eager.states, what="states")
 
 
 @SETTINGS
@@ -808,11 +709,11 @@ def test_property_vmap_equals_a_loop(tree, kwargs, batch):
     # code does not, a last-place difference (which storage may round to one of its own).
     rtol = rounding_tolerance(kwargs, params, tx.init(params))
     for b in range(batch):
-        want_updates, want_states = run(tx, members[b], grads[b], apply=False)
+        want = run(tx, members[b], grads[b], apply=False)
         take = functools.partial(jax.tree.map, lambda x, b=b: x[b])
         assert_trees_close(
             take(updates),
-            want_updates,
+            want.updates,
             rtol,
             leaf_scale=True,
             codes=(2, 1.0),
@@ -820,7 +721,7 @@ def test_property_vmap_equals_a_loop(tree, kwargs, batch):
         )
         assert_trees_close(
             take(state),
-            want_states[-1],
+            want.state,
             rtol,
             leaf_scale=True,
             codes=(2, 1.0),
@@ -833,13 +734,13 @@ def test_property_vmap_equals_a_loop(tree, kwargs, batch):
 def test_property_state_keeps_dtypes_and_shapes_and_nu_stays_non_negative(tree, kwargs, low):
     params, gradients = tree
     tx = rmsprop(**kwargs)
-    state = tx.init(params)
-    initial = avals(state)
+    grads = [gradients(step, low, 2.0) for step in range(4)]
+    trajectory = run(tx, params, grads, apply=False)
     config = kwargs["nu_dtype"] if isinstance(kwargs["nu_dtype"], Int8) else None
-    for step in range(4):
-        updates, state = tx.update(gradients(step, low, 2.0), state, params)
-        assert avals(state) == initial
-        assert avals(updates) == avals(params)
+    steps = zip(trajectory.updates, trajectory.states, strict=True)
+    for step, (updates, state) in enumerate(steps):
+        chex.assert_trees_all_equal_shapes_and_dtypes(state, tx.init(params))
+        chex.assert_trees_all_equal_shapes_and_dtypes(updates, params)
         assert int(state.count) == step + 1
         for v in nu_values(state, config):
             assert np.all(v >= 0)  # also false for NaN
@@ -860,13 +761,13 @@ def test_property_with_eps_zero_the_update_ignores_the_gradients_scale(tree, kwa
     params, gradients = tree
     tx = rmsprop(**kwargs)
     grads = [gradients(step, -1.0, 1.0) for step in range(3)]
-    reference, _ = run(tx, params, grads)
+    reference = run(tx, params, grads).updates
     c = 2.0**power
-    scaled, _ = run(tx, params, [jax.tree.map(lambda g: g * c, g) for g in grads])
+    scaled = run(tx, params, [jax.tree.map(lambda g: g * c, g) for g in grads]).updates
     assert_trees_close(scaled, reference, what=f"scaled by 2**{power}")
     if kwargs["centered"]:
         return
-    scaled, _ = run(tx, params, [jax.tree.map(lambda g: g * factor, g) for g in grads])
+    scaled = run(tx, params, [jax.tree.map(lambda g: g * factor, g) for g in grads]).updates
     for s, r in zip(jax.tree.leaves(scaled), jax.tree.leaves(reference), strict=True):
         s, r = np.asarray(s, np.complex128), np.asarray(r, np.complex128)
         tolerance = 3e-2 * np.max(np.abs(r))

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import assert_trees_close, variants, with_lr
+from helpers import assert_trees_close, storage, variants, with_lr
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -69,7 +69,7 @@ VARIANTS = variants(
 # no schedule and no ε outside the root that would leave the centered variance of a
 # bfloat16 v near 0, where one device's last place would move a rounding of v.
 ALL_BUFFERS = "centered-momentum-nesterov-bias_correction-weight_decay_coupled-initial_scale"
-NU_DTYPES = {"nu_float": None, "nu_bfloat16": "bfloat16", "nu_int8": "int8"}
+STORAGE = storage("default", "bfloat16", "int8")
 
 # (shape, sharding on a ("data": 4, "model": 2) mesh). With nu_dtype="int8" the leaves
 # of 4096 values or more are 8-bit: blocks of 256 along the last axis, which is whole
@@ -105,7 +105,7 @@ def make_params(mesh=None, spec=PARAMS, seed=0):
 
 def make_tx(nu_dtype, variant=ALL_BUFFERS, **kwargs):
     return optax_rmsprop.rmsprop(
-        **with_lr(VARIANTS[variant], 0.1), nu_dtype=NU_DTYPES[nu_dtype], **kwargs
+        **with_lr(VARIANTS[variant], 0.1), nu_dtype=STORAGE[nu_dtype], **kwargs
     )
 
 
@@ -229,7 +229,7 @@ def on8_init_shards_like_params(nu_dtype, axis_type):
         expected = expected_state(tx, params, mesh)
         is_int8 = lambda x: isinstance(x, quantize.QuantizedArray)  # noqa: E731
         n_int8 = sum(map(is_int8, jax.tree.leaves(expected.nu, is_leaf=is_int8)))
-        assert n_int8 == (2 if nu_dtype == "nu_int8" else 0), f"{name}: {n_int8} 8-bit leaves"
+        assert n_int8 == (2 if nu_dtype == "int8" else 0), f"{name}: {n_int8} 8-bit leaves"
 
         planned = jax.tree.map(
             lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
@@ -258,7 +258,7 @@ def on8_init_shards_like_params(nu_dtype, axis_type):
 
 @pytest.mark.slow  # a worker process with 8 devices, or two processes
 @pytest.mark.parametrize("axis_type", ["auto", "explicit"])
-@pytest.mark.parametrize("nu_dtype", NU_DTYPES)
+@pytest.mark.parametrize("nu_dtype", STORAGE)
 def test_init_shards_state_like_params_in_every_variant(on8, nu_dtype, axis_type):
     """Eager and jitted init, state_shardings and (explicit axes) jax.eval_shape."""
     result(on8(on8_init_shards_like_params, nu_dtype, axis_type))
@@ -305,7 +305,7 @@ def assert_steps_match_one_device(tx, history):
 @pytest.mark.slow  # a worker process with 8 devices, or two processes
 @pytest.mark.parametrize(
     "nu_dtype, axis_type",
-    [(nu, "auto") for nu in NU_DTYPES] + [("nu_float", "explicit"), ("nu_int8", "explicit")],
+    [(nu, "auto") for nu in STORAGE] + [("default", "explicit"), ("int8", "explicit")],
 )
 def test_step_keeps_shardings_without_collectives(on8, nu_dtype, axis_type):
     """The variant with every buffer and feature: 3 steps, each against one device."""
@@ -319,10 +319,10 @@ def test_step_keeps_shardings_without_collectives(on8, nu_dtype, axis_type):
 def test_8bit_leaf_split_inside_its_blocks_still_steps(on8):
     """Cut blocks are gathered: the step communicates, but it runs (explicit axes too),
     keeps the codes sharded like their leaf, and matches one device."""
-    future = on8(on8_steps, "nu_int8", "explicit", SPLIT_INSIDE_BLOCKS)
+    future = on8(on8_steps, "int8", "explicit", SPLIT_INSIDE_BLOCKS)
     found, history = result(future)
     assert found, "the cut blocks should be gathered"
-    assert_steps_match_one_device(make_tx("nu_int8"), history)
+    assert_steps_match_one_device(make_tx("int8"), history)
 
 
 # ---------------------------------------------------------------------------
@@ -372,7 +372,7 @@ def on8_zero1(nu_dtype):
 
 
 @pytest.mark.slow  # a worker process with 8 devices, or two processes
-@pytest.mark.parametrize("nu_dtype", ["nu_float", "nu_int8"])
+@pytest.mark.parametrize("nu_dtype", ["default", "int8"])
 def test_zero1_divides_state_bytes_per_device_by_axis_size(on8, nu_dtype):
     future = on8(on8_zero1, nu_dtype)
     whole, split, history = result(future)
@@ -411,7 +411,7 @@ def on8_vmap_over_ensemble(nu_dtype):
 
 
 @pytest.mark.slow  # a worker process with 8 devices, or two processes
-@pytest.mark.parametrize("nu_dtype", ["nu_float", "nu_int8"])
+@pytest.mark.parametrize("nu_dtype", ["default", "int8"])
 def test_vmap_over_an_ensemble_keeps_each_member_on_its_device(on8, nu_dtype):
     future = on8(on8_vmap_over_ensemble, nu_dtype)
     tx = make_tx(nu_dtype)
@@ -461,7 +461,7 @@ def test_vmap_over_learning_rates_runs_one_per_device(on8):
 def on8_checkpoint_resharded(directory):
     import orbax.checkpoint as ocp
 
-    tx = make_tx("nu_int8")
+    tx = make_tx("int8")
     step = jax.jit(train_step(tx))
     # Saved from ("data": 4, "model": 2), restored onto ("data": 2, "model": 4).
     before, after = mesh_of((4, 2), ("data", "model")), mesh_of((2, 4), ("data", "model"))
