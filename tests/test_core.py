@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import itertools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 from helpers import (
+    INT8_SMALL,
     MASK,
     MASK_PREFIX,
     assert_trees_close,
@@ -27,12 +29,14 @@ from helpers import (
     lr_schedule,
     make_tree,
     oracle,
+    run,
     stack,
+    storage,
     variants,
     with_lr,
 )
 
-from optax_rmsprop import Int8, RMSPropState, rmsprop, scale_by_rms
+from optax_rmsprop import RMSPropState, rmsprop, scale_by_rms
 
 STEPS = 30  # length of the trajectories compared with the oracle
 OPTAX_STEPS = 20  # length of the trajectories compared with optax
@@ -44,17 +48,6 @@ def gradients(seed, steps, dtype=np.float32, z_dtype=None, first_scale=1.0):
     grads = [make_tree(rng, dtype, 0.5, z_dtype) for _ in range(steps)]
     grads[0] = jax.tree.map(lambda g: (g * first_scale).astype(g.dtype), grads[0])
     return grads
-
-
-def trajectory(tx, grads, params):
-    """Runs ``tx`` on a fixed gradient sequence, applying its updates to the params."""
-    state = tx.init(params)
-    updates = []
-    for g in grads:
-        u, state = tx.update(g, state, params)
-        params = optax.apply_updates(params, u)
-        updates.append(u)
-    return updates, state
 
 
 def assert_trajectories_close(ours, expected, rtol, what="updates"):
@@ -118,7 +111,8 @@ def check_against_oracle(variant, dtype, z_dtype, rtol):
     kwargs = oracle_kwargs(variant)
     grads = gradients(0, STEPS, dtype, z_dtype)
     params = make_tree(1, dtype, z_dtype=z_dtype)
-    updates, state = trajectory(rmsprop(**kwargs), grads, params)
+    ours = run(rmsprop(**kwargs), params, grads)
+    updates, state = ours.updates, ours.state
     exact = oracle(fixed(grads), params, STEPS, **kwargs)
     assert_trajectories_close(updates, exact.updates, rtol)
     assert int(state.count) == STEPS
@@ -188,14 +182,14 @@ def test_lr_in_momentum_differs_only_when_the_learning_rate_changes():
     grads = gradients(0, 10)
     params = make_tree(1)
 
-    def run(**kwargs):
-        return trajectory(rmsprop(momentum=0.9, **kwargs), grads, params)[0]
+    def updates(**kwargs):
+        return run(rmsprop(momentum=0.9, **kwargs), params, grads).updates
 
-    inside = run(learning_rate=0.05)
-    outside = run(learning_rate=0.05, lr_in_momentum=False)
+    inside = updates(learning_rate=0.05)
+    outside = updates(learning_rate=0.05, lr_in_momentum=False)
     assert_trees_close(outside, inside, 1e-5, 1e-7)
-    inside = run(learning_rate=lr_schedule)
-    outside = run(learning_rate=lr_schedule, lr_in_momentum=False)
+    inside = updates(learning_rate=lr_schedule)
+    outside = updates(learning_rate=lr_schedule, lr_in_momentum=False)
     assert np.max(np.abs(inside[-1]["dense"]["w"] - outside[-1]["dense"]["w"])) > 1e-3
 
 
@@ -262,8 +256,8 @@ def test_matches_optax_rmsprop(kwargs):
         first_scale = 1e-4
     grads = gradients(2, OPTAX_STEPS, first_scale=first_scale)
     params = make_tree(3)
-    ours, _ = trajectory(rmsprop(**kwargs), grads, params)
-    expected, _ = trajectory(optax.rmsprop(**kwargs), grads, params)
+    ours = run(rmsprop(**kwargs), params, grads).updates
+    expected = run(optax.rmsprop(**kwargs), params, grads).updates
     # The same formulas in another order: float32 rounding only (~80 ulp allowed).
     assert_trajectories_close(ours, expected, 5e-6)
 
@@ -289,12 +283,12 @@ def test_optax_sweep_is_complete():
 def test_equals_adam_with_b1_zero(learning_rate, b2, eps):
     grads = gradients(4, OPTAX_STEPS)
     params = make_tree(5)
-    ours, _ = trajectory(
+    ours = run(
         rmsprop(learning_rate, decay=b2, eps=eps, eps_in_sqrt=False, bias_correction=True),
-        grads,
         params,
-    )
-    adam, _ = trajectory(optax.adam(learning_rate, b1=0.0, b2=b2, eps=eps), grads, params)
+        grads,
+    ).updates
+    adam = run(optax.adam(learning_rate, b1=0.0, b2=b2, eps=eps), params, grads).updates
     assert_trajectories_close(ours, adam, 5e-6)  # float32 rounding, as for optax.rmsprop
 
 
@@ -314,12 +308,12 @@ SCALE_CASES = cases(
 def test_scale_by_rms_then_learning_rate_is_rmsprop(kwargs, learning_rate):
     grads = gradients(6, 10)
     params = make_tree(7)
-    chained, _ = trajectory(
+    chained = run(
         optax.chain(scale_by_rms(**kwargs), optax.scale_by_learning_rate(learning_rate)),
-        grads,
         params,
-    )
-    alias, _ = trajectory(rmsprop(learning_rate, **kwargs), grads, params)
+        grads,
+    ).updates
+    alias = run(rmsprop(learning_rate, **kwargs), params, grads).updates
     assert_trajectories_close(chained, alias, 1e-6)  # same arithmetic, one extra rounding
 
 
@@ -339,8 +333,8 @@ def test_scale_by_rms_matches_optax(centered, eps_in_sqrt, bias_correction):
     reference = optax.scale_by_stddev if centered else optax.scale_by_rms
     grads = gradients(8, OPTAX_STEPS)
     params = make_tree(9)
-    ours, _ = trajectory(scale_by_rms(centered=centered, **kwargs), grads, params)
-    expected, _ = trajectory(reference(**kwargs), grads, params)
+    ours = run(scale_by_rms(centered=centered, **kwargs), params, grads).updates
+    expected = run(reference(**kwargs), params, grads).updates
     assert_trajectories_close(ours, expected, 5e-6)  # float32 rounding, as for optax.rmsprop
 
 
@@ -423,11 +417,7 @@ def check_dtypes(variant, dtypes):
     def expected_shape(p):
         return (*p.shape, 2) if split and jnp.iscomplexobj(p) else p.shape
 
-    def describe(state):
-        return jax.tree.map(lambda x: (x.dtype, x.shape), state)
-
-    state = tx.init(params)
-    initial = describe(state)
+    state = initial = tx.init(params)
     assert state.count.dtype == jnp.int32 and state.count.shape == ()
     for k, p in params.items():
         # float16 parameters get a float32 nu: |g|² overflows float16 for |g| >= 256.
@@ -447,7 +437,7 @@ def check_dtypes(variant, dtypes):
             assert updates[k].dtype == p.dtype, k
             assert updates[k].shape == p.shape, k
             assert np.all(np.isfinite(np.asarray(updates[k], np.complex128))), k
-        assert describe(state) == initial
+        chex.assert_trees_all_equal_shapes_and_dtypes(state, initial)
         params = optax.apply_updates(params, updates)
     assert int(state.count) == 3
 
@@ -476,7 +466,8 @@ def test_nu_dtype_and_mu_dtype(nu_dtype, mu_dtype):
     rng = np.random.default_rng(0)
     params = mixed_tree(rng, [jnp.bfloat16, jnp.float16, jnp.float32, jnp.complex64])
     grads = [mixed_tree(rng, list(map(jnp.dtype, params)), scale=0.5) for _ in range(3)]
-    updates, state = trajectory(tx, grads, params)
+    trajectory = run(tx, params, grads)
+    updates, state = trajectory.updates, trajectory.state
     for k, p in params.items():
         assert state.nu[k].dtype == nu_dtype, k
         for buffer in (state.mu, state.momentum):
@@ -488,7 +479,7 @@ def test_nu_dtype_and_mu_dtype(nu_dtype, mu_dtype):
         assert {k: x.dtype for k, x in u.items()} == {k: p.dtype for k, p in params.items()}
     # float32 buffers for a complex64 leaf: the same numbers as the default buffers.
     if mu_dtype == jnp.float32:
-        default, _ = trajectory(rmsprop(**kwargs), grads, params)
+        default = run(rmsprop(**kwargs), params, grads).updates
         for u, d in zip(updates, default, strict=True):
             np.testing.assert_allclose(u["complex64"], d["complex64"], rtol=1e-6, atol=1e-7)
 
@@ -507,12 +498,8 @@ FLOAT16_VARIANTS = [
     "bias_correction-eps_outside",
     "centered-momentum-nesterov-bias_correction",
 ]
-NU_OPTIONS = {
-    "nu_default": None,
-    "nu_float32": jnp.float32,
-    "nu_bfloat16": jnp.bfloat16,
-    "nu_int8": Int8(block_size=8, min_size=16),
-}
+# 8-bit blocks that fit float16_case's 32 values
+NU_OPTIONS = {**storage("default", "float32", "bfloat16"), "int8": INT8_SMALL}
 SMALL_GRADIENTS = {
     "zero": 0.0,
     "tiny": 1e-7,  # a float16 subnormal (1e-8 rounds to 0 in float16); g² underflows
@@ -659,9 +646,10 @@ def test_none_leaves(variant):
     rng = np.random.default_rng(0)
     params = {"a": jnp.asarray(rng.normal(size=3), jnp.float32), "frozen": None}
     grads = [{"a": jnp.asarray(rng.normal(size=3), jnp.float32), "frozen": None} for _ in range(3)]
-    with_none, state = trajectory(tx, grads, params)
-    without, _ = trajectory(tx, [{"a": g["a"]} for g in grads], {"a": params["a"]})
-    for u, w in zip(with_none, without, strict=True):
+    with_none = run(tx, params, grads)
+    without = run(tx, {"a": params["a"]}, [{"a": g["a"]} for g in grads]).updates
+    state = with_none.state
+    for u, w in zip(with_none.updates, without, strict=True):
         assert u["frozen"] is None
         np.testing.assert_array_equal(u["a"], w["a"])
     for buffer in (state.nu, state.mu, state.momentum):
@@ -710,17 +698,13 @@ def test_split_complex_equals_real_pairs(variant):
     grads = [
         jnp.asarray(rng.normal(size=3) + 1j * rng.normal(size=3), jnp.complex64) for _ in range(5)
     ]
-    complex_updates, complex_state = trajectory(
-        rmsprop(0.05, split_complex=True, **variant), grads, params
-    )
-    real_updates, real_state = trajectory(
-        rmsprop(0.05, **variant), [pairs(g) for g in grads], pairs(params)
-    )
-    for u, r in zip(complex_updates, real_updates, strict=True):
+    split = run(rmsprop(0.05, split_complex=True, **variant), params, grads)
+    real = run(rmsprop(0.05, **variant), pairs(params), [pairs(g) for g in grads])
+    for u, r in zip(split.updates, real.updates, strict=True):
         assert u.dtype == jnp.complex64
         np.testing.assert_allclose(pairs(u), r, rtol=1e-6, atol=1e-7)
     for name in ("nu", "mu", "momentum"):
-        ours, expected = getattr(complex_state, name), getattr(real_state, name)
+        ours, expected = getattr(split.state, name), getattr(real.state, name)
         if expected is None:
             assert ours is None
         else:
