@@ -1,7 +1,8 @@
 """The data the notebooks, the docs and the tests train on.
 
 - The airfoil self-noise data of *Dive into Deep Learning*'s optimization chapter (UCI data
-  set 291, CC BY 4.0) ships in the package, in ``optax_rmsprop/data/`` with its citation.
+  set 291, CC BY 4.0) ships in the package, in ``optax_rmsprop/data/`` with its citation;
+  :func:`airfoil_regression` sets up the book's linear regression on it.
 - Fashion-MNIST (Zalando Research, MIT licence): the first 5000 training and 1000 test images
   ship in the package for the small runs (``load_fashion_mnist(split, subset=True)``); the
   full set is read from a folder holding the four original IDX files
@@ -15,6 +16,7 @@ import hashlib
 import os
 import pathlib
 import urllib.request
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -23,6 +25,9 @@ __all__ = [
     "AIRFOIL_URL",
     "FASHION_MNIST_HOW_TO_GET",
     "FASHION_MNIST_URL",
+    "AirfoilRegression",
+    "airfoil_loss",
+    "airfoil_regression",
     "download_fashion_mnist",
     "find_airfoil",
     "find_fashion_mnist",
@@ -82,6 +87,55 @@ def load_airfoil(
     data = np.genfromtxt(find_airfoil(path), dtype=np.float32, delimiter="\t")
     data = (data - data.mean(axis=0)) / data.std(axis=0)
     return data[:n, :-1], data[:n, -1]
+
+
+class AirfoilRegression(NamedTuple):
+    """The starting params and the minibatches of every epoch, in the order they are used."""
+
+    params: dict[str, np.ndarray]  # w (5, 1) and b (1,), float32
+    batches_x: np.ndarray  # (steps, batch_size, 5)
+    batches_y: np.ndarray  # (steps, batch_size)
+
+
+def airfoil_regression(
+    seed: int = 0,
+    *,
+    epochs: int = 2,
+    batch_size: int = 10,
+    bias: str = "zero",
+    path: str | os.PathLike[str] | None = None,
+) -> AirfoilRegression:
+    """*Dive into Deep Learning* 11.8's airfoil linear regression (``train_ch11``), one seed.
+
+    ``w ~ N(0, 0.01²)`` of shape (5, 1) as the book draws it; ``b = 0`` (``train_ch11``,
+    Keras's ``Dense``) or, with ``bias="torch"``, ``U(±1/√5)`` as ``torch.nn.Linear(5, 1)``
+    draws it; :func:`load_airfoil`'s rows in minibatches of ``batch_size``, reshuffled every
+    epoch. Train on :func:`airfoil_loss`.
+
+    >>> problem = airfoil_regression(seed=0)
+    >>> problem.params["w"].shape, problem.batches_x.shape
+    ((5, 1), (300, 10, 5))
+    """
+    if bias not in ("zero", "torch"):
+        raise ValueError(f"bias must be 'zero' or 'torch'; got {bias!r}.")
+    features, target = load_airfoil(path)
+    rng = np.random.default_rng(seed)
+    w = rng.normal(0.0, 0.01, size=(5, 1)).astype(np.float32)
+    if bias == "zero":
+        b = np.zeros(1, np.float32)
+    else:
+        b = rng.uniform(-(5**-0.5), 5**-0.5, size=1).astype(np.float32)
+    order = np.concatenate([rng.permutation(len(features)) for _ in range(epochs)])
+    return AirfoilRegression(
+        {"w": w, "b": b},
+        features[order].reshape(-1, batch_size, 5),
+        target[order].reshape(-1, batch_size),
+    )
+
+
+def airfoil_loss(params: dict[str, Any], x: Any, y: Any) -> Any:
+    """d2l's ``squared_loss`` averaged over the rows: mean (x·w + b − y)²/2 (NumPy or JAX)."""
+    return ((x @ params["w"] + params["b"] - y[:, None]) ** 2 / 2).mean()
 
 
 def find_fashion_mnist(path: str | os.PathLike[str] | None = None) -> pathlib.Path:

@@ -17,7 +17,7 @@ import optax
 import pytest
 import torch
 
-from optax_rmsprop import presets
+from optax_rmsprop import datasets, presets
 
 # ---------------------------------------------------------------------------
 # (a) The 2-D trace: eta 0.4, gamma 0.9, 20 steps from (-5, -2) (the book, section 11.8.2).
@@ -79,15 +79,11 @@ def test_trace_with_preset_prints_the_book(capsys):
 # ---------------------------------------------------------------------------
 # (b) Airfoil: linear regression on the first 1500 rows, all columns standardized (the
 # ``airfoil`` fixture), minibatches of 10 reshuffled every epoch, w ~ N(0, 0.01²) of shape
-# (5, 1). The book's printed loss is ``evaluate_loss`` on the whole data set at n = 3000
-# (or 6000) examples, i.e. once training has ended: the mean of (ŷ − y)²/2 over all rows.
+# (5, 1): ``datasets.airfoil_regression``. The book's printed loss is ``evaluate_loss`` on
+# the whole data set at n = 3000 (or 6000) examples, i.e. once training has ended: the mean
+# of (ŷ − y)²/2 over all rows.
 
 BATCH = 10
-
-
-def _squared_loss(params, x, y):
-    """d2l.squared_loss averaged: mean (ŷ − y)²/2, the loss ``train_ch11`` trains on."""
-    return jnp.mean((x @ params["w"] + params["b"] - y[:, None]) ** 2 / 2)
 
 
 def _mse(params, x, y):
@@ -110,28 +106,15 @@ def _trainer(tx, loss):
         (final, _), trajectory = jax.lax.scan(
             step, (params, tx.init(params)), (batches_x, batches_y)
         )
-        return trajectory, _squared_loss(final, features, target)
+        return trajectory, datasets.airfoil_loss(final, features, target)
 
     return train
-
-
-def _setup(features, target, seed, epochs, bias):
-    """Initial params as the book makes them, and the shuffled minibatches of every epoch."""
-    rng = np.random.default_rng(seed)
-    w = rng.normal(0.0, 0.01, size=(5, 1)).astype(np.float32)
-    if bias == "zero":  # train_ch11's b = 0, and Keras's Dense
-        b = np.zeros(1, np.float32)
-    else:  # torch nn.Linear(5, 1)'s default bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-        b = rng.uniform(-(5**-0.5), 5**-0.5, size=1).astype(np.float32)
-    order = np.concatenate([rng.permutation(len(features)) for _ in range(epochs)])
-    batches = features[order].reshape(-1, BATCH, 5), target[order].reshape(-1, BATCH)
-    return {"w": w, "b": b}, batches
 
 
 # (name, preset, training loss, epochs, bias init, the book's range of printed losses)
 AIRFOIL = {
     # train_ch11(rmsprop, ..., {'lr': 0.01, 'gamma': 0.9}, data_iter, feature_dim): 2 epochs
-    "from_scratch": (presets.d2l(lr=0.01, gamma=0.9), _squared_loss, 2, "zero", (0.243, 0.246)),
+    "from_scratch": (presets.d2l(0.01, 0.9), datasets.airfoil_loss, 2, "zero", (0.243, 0.246)),
     # train_concise_ch11(torch.optim.RMSprop, {'lr': 0.01, 'alpha': 0.9}, data_iter): its
     # PyTorch version trains 4 epochs (num_epochs=4) on nn.MSELoss.
     "torch": (presets.torch(lr=0.01, alpha=0.9), _mse, 4, "torch", (0.243, 0.244)),
@@ -156,8 +139,8 @@ def test_airfoil_loss_in_the_book_range(airfoil, name):
     train = _trainer(tx, loss)
     losses = []
     for seed in SEEDS:
-        params, batches = _setup(features, target, seed, epochs, bias)
-        _, reported = train(params, *batches, features, target)
+        problem = datasets.airfoil_regression(seed, epochs=epochs, bias=bias)
+        _, reported = train(*problem, features, target)
         losses.append(float(reported))
     assert low <= np.median(losses) <= high, losses
     # Above the least-squares optimum, computed without any optimizer.
@@ -174,7 +157,7 @@ def test_airfoil_preset_follows_the_from_scratch_rule(airfoil):
     """
     features, target = airfoil
     tx, loss, epochs, bias, _ = AIRFOIL["from_scratch"]
-    params, (batches_x, batches_y) = _setup(features, target, 0, epochs, bias)
+    params, batches_x, batches_y = datasets.airfoil_regression(0, epochs=epochs, bias=bias)
     trajectory, _ = _trainer(tx, loss)(params, batches_x, batches_y, features, target)
 
     f32 = np.float32
@@ -198,7 +181,7 @@ def test_airfoil_concise_torch_matches_torch(airfoil):
     ``presets.torch`` on the same minibatches: the same parameters after every step."""
     features, target = airfoil
     tx, loss, epochs, bias, _ = AIRFOIL["torch"]
-    params, (batches_x, batches_y) = _setup(features, target, 0, epochs, bias)
+    params, batches_x, batches_y = datasets.airfoil_regression(0, epochs=epochs, bias=bias)
     trajectory, _ = _trainer(tx, loss)(params, batches_x, batches_y, features, target)
 
     net = torch.nn.Sequential(torch.nn.Linear(5, 1))
@@ -227,7 +210,7 @@ def test_airfoil_concise_keras_matches_keras(airfoil):
     backend) fed the gradient of the same MSE, and ``presets.keras``: every step."""
     features, target = airfoil
     tx, loss, epochs, bias, _ = AIRFOIL["keras"]
-    params, (batches_x, batches_y) = _setup(features, target, 0, epochs, bias)
+    params, batches_x, batches_y = datasets.airfoil_regression(0, epochs=epochs, bias=bias)
     trajectory, _ = _trainer(tx, loss)(params, batches_x, batches_y, features, target)
 
     variables = {k: keras.Variable(v, name=k) for k, v in params.items()}
