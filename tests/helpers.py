@@ -284,6 +284,16 @@ def run(
     return trajectory._replace(state=state)
 
 
+def vmapped(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``tx`` over a leading batch axis of the params, the gradients and the state."""
+    return optax.GradientTransformation(jax.vmap(tx.init), jax.vmap(tx.update))
+
+
+def run_jitted(tx: optax.GradientTransformation, params: Any, grads: list[Any], **kwargs: Any):
+    """:func:`run` compiled as one program (``jax.jit``, ``tx`` static)."""
+    return jax.jit(run, static_argnums=0, static_argnames="apply")(tx, params, grads, **kwargs)
+
+
 # ---------------------------------------------------------------------------
 # Comparing trees.
 

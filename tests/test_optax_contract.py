@@ -33,7 +33,10 @@ from helpers import (
     oracle,
     preset_makers,
     run,
+    run_jitted,
+    stack,
     variants,
+    vmapped,
     with_lr,
 )
 
@@ -222,7 +225,7 @@ def test_inject_hyperparams_eager_and_jit_equal_the_plain_transformation(name):
     grads_seq = [make_grads(i, params) for i in range(3)]
     expected = run(plain, params, grads_seq).params[-1]
     assert_close(run(tx, params, grads_seq).params[-1], expected)
-    assert_close(jax.jit(run, static_argnums=0)(tx, params, grads_seq).params[-1], expected)
+    assert_close(run_jitted(tx, params, grads_seq).params[-1], expected)
 
 
 @pytest.mark.parametrize("mode", ["eager", "jit"])
@@ -541,19 +544,10 @@ def test_vmap_over_parameter_sets_equals_loop(name):
     grads_lists = [
         [make_grads(10 * seed + i, params_list[0]) for i in range(2)] for seed in range(batch)
     ]
-    stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)  # noqa: E731
-
-    @jax.jit
-    def run_batched(params, grads_seq):
-        state = jax.vmap(tx.init)(params)
-        for grads in grads_seq:
-            updates, state = jax.vmap(tx.update)(grads, state, params)
-            params = optax.apply_updates(params, updates)
-        return params, state
-
-    got_params, got_state = run_batched(
-        stack(params_list), [stack([g[i] for g in grads_lists]) for i in range(2)]
+    batched = run_jitted(
+        vmapped(tx), stack(params_list), [stack([g[i] for g in grads_lists]) for i in range(2)]
     )
+    got_params, got_state = batched.params[-1], batched.state
     for b in range(batch):
         want = run(tx, params_list[b], grads_lists[b])
         take = functools.partial(jax.tree.map, lambda x, b=b: x[b])

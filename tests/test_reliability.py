@@ -49,7 +49,10 @@ from helpers import (
     is_finite,
     pieces,
     run,
+    run_jitted,
+    stack,
     variants,
+    vmapped,
 )
 
 from optax_rmsprop import Int8, rmsprop
@@ -690,21 +693,13 @@ def test_property_jit_equals_eager(tree, kwargs):
 def test_property_vmap_equals_a_loop(tree, kwargs, batch):
     params, gradients = tree
     tx = rmsprop(**well_conditioned(kwargs))
-    stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)  # noqa: E731
     # Member b's parameters are the tree times b + 1; each member has its own gradients.
     members = [jax.tree.map(lambda p, b=b: p * (b + 1), params) for b in range(batch)]
     grads = [[gradients(10 * b + step) for step in range(2)] for b in range(batch)]
-
-    @jax.jit
-    def batched(params, grads_seq):
-        state = jax.vmap(tx.init)(params)
-        updates = []
-        for g in grads_seq:
-            u, state = jax.vmap(tx.update)(g, state, params)
-            updates.append(u)
-        return updates, state
-
-    updates, state = batched(stack(members), [stack([g[i] for g in grads]) for i in range(2)])
+    batched = run_jitted(
+        vmapped(tx), stack(members), [stack([g[i] for g in grads]) for i in range(2)], apply=False
+    )
+    updates, state = batched.updates, batched.state
     # Not bit for bit: batched code may contract a*b + c into one FMA where the unbatched
     # code does not, a last-place difference (which storage may round to one of its own).
     rtol = rounding_tolerance(kwargs, params, tx.init(params))
