@@ -703,25 +703,13 @@ def test_property_vmap_equals_a_loop(tree, kwargs, batch):
     # Not bit for bit: batched code may contract a*b + c into one FMA where the unbatched
     # code does not, a last-place difference (which storage may round to one of its own).
     rtol = rounding_tolerance(kwargs, params, tx.init(params))
+    close = functools.partial(assert_trees_close, rtol=rtol, leaf_scale=True, codes=(2, 1.0))
     for b in range(batch):
         want = run(tx, members[b], grads[b], apply=False)
         take = functools.partial(jax.tree.map, lambda x, b=b: x[b])
-        assert_trees_close(
-            take(updates),
-            want.updates,
-            rtol,
-            leaf_scale=True,
-            codes=(2, 1.0),
-            what=f"member {b} updates",
-        )
-        assert_trees_close(
-            take(state),
-            want.state,
-            rtol,
-            leaf_scale=True,
-            codes=(2, 1.0),
-            what=f"member {b} state",
-        )
+        pairs = {"updates": (updates, want.updates), "state": (state, want.state)}
+        for name, (got, expected) in pairs.items():
+            close(take(got), expected, what=f"member {b} {name}")
 
 
 @SETTINGS
