@@ -24,25 +24,13 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from machine import RESULTS, draw, machine_info, write_json
 from timing import interleave, median, stepper
 from variants import VARIANTS, transformations
+from workloads import make_tree, mlp
 
 EAGER_VARIANTS = ("plain", "momentum", "centered+momentum")
 LEARNING_RATE = 1e-3
-
-
-def mlp_tree(layers: int, width: int, seed: int = 0) -> dict[str, dict[str, jax.Array]]:
-    rng = np.random.default_rng(seed)
-    return {
-        f"dense_{i:02d}": {
-            "kernel": jnp.asarray(rng.normal(size=(width, width)) / np.sqrt(width), jnp.float32),
-            "bias": jnp.asarray(rng.normal(size=(width,)) * 0.01, jnp.float32),
-        }
-        for i in range(layers)
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "eager_step.json", help="JSON file")
     args = parser.parse_args(argv)
 
-    params = mlp_tree(args.layers, args.width)
+    params = make_tree(mlp(args.layers, args.width), 0, 0.1)
     grads = jax.tree.map(lambda p: 0.1 * p + 0.01, params)
     n_leaves = len(jax.tree.leaves(params))
     n_params = sum(p.size for p in jax.tree.leaves(params))

@@ -62,7 +62,7 @@ from machine import RESULTS, draw, machine_info, machine_line, write_json
 from step import jitted_step, xla_cost
 from timing import Runner, calls_for, interleave, stepper
 from variants import VARIANTS, transformations
-from workloads import WORKLOADS, Shapes, n_params
+from workloads import WORKLOADS, Shapes, make_tree, n_params
 
 import optax_rmsprop
 
@@ -91,14 +91,6 @@ PRESETS = {
     "gpu": Protocol(9, 5, 2, 0.05, 3),  # all cases in about 6 minutes on one H100 (estimate)
     "smoke": Protocol(1, 1, 1, 0.0, 1, ("plain", "int8")),  # end to end, numbers meaningless
 }
-
-
-def make_tree(shapes: Shapes, seed: int, scale: float) -> dict[str, jax.Array]:
-    keys = jax.random.split(jax.random.key(seed), len(shapes))
-    return {
-        name: scale * jax.random.normal(key, shape, jnp.float32)
-        for key, (name, shape) in zip(keys, shapes.items(), strict=True)
-    }
 
 
 def copy_tree(tree: Any) -> Any:

@@ -57,6 +57,15 @@ WORKLOADS: dict[str, Callable[[], Shapes]] = {
 }
 
 
+def make_tree(shapes: Shapes, seed: int, scale: float) -> dict[str, jax.Array]:
+    """Arrays of ``shapes``: normal numbers times ``scale``, float32."""
+    keys = jax.random.split(jax.random.key(seed), len(shapes))
+    return {
+        name: scale * jax.random.normal(key, shape, jnp.float32)
+        for key, (name, shape) in zip(keys, shapes.items(), strict=True)
+    }
+
+
 def n_params(shapes: Shapes) -> int:
     return sum(math.prod(s) for s in shapes.values())
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 import re
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from absl.testing import parameterized
 from helpers import assert_trees_close, is_finite, pieces
 
 from optax_rmsprop import rmsprop, scale_by_rms
@@ -323,20 +325,23 @@ def test_the_leaky_average_is_exact_at_its_ends(kind, centered):
                 np.testing.assert_array_equal(state.mu, g32 if rho == 0 else np.zeros(4))
 
 
-@pytest.mark.parametrize("mode", ["eager", "jit"])
-@pytest.mark.parametrize("eps_in_sqrt", [True, False], ids=["eps_inside", "eps_outside"])
-@pytest.mark.parametrize("decay", [0.0, 0.5, 0.9, 0.999, 0.99999, 0.9999999, 0.99999994, 1 - 1e-9])
-def test_bias_correction_at_step_one_gives_lr_sign_g(decay, eps_in_sqrt, mode):
-    """v̂₁ = (1 − ρ)g² / (1 − ρ¹) = g², so with ε = 0 the first step is −lr·sign(g) for every
-    ρ, also within 1e-9 of 1 (1 in float32): both 1 − ρ are the same number, and 1 − ρᵗ
-    does not cancel."""
-    tx = rmsprop(0.1, decay=decay, eps=0.0, bias_correction=True, eps_in_sqrt=eps_in_sqrt)
-    update = jax.jit(tx.update) if mode == "jit" else tx.update
-    g = jnp.asarray([3.0, -1e-3, 1e10, -7.5e-12])
-    updates, state = update(g, tx.init(jnp.zeros(4)))
-    np.testing.assert_allclose(updates, -0.1 * np.sign(g), rtol=2e-6)
-    np.testing.assert_allclose(state.nu, (1 - decay) * np.asarray(g, np.float64) ** 2, rtol=1e-6)
-    assert is_finite(state)
+class BiasCorrectionTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.product(
+        decay=[0.0, 0.5, 0.9, 0.999, 0.99999, 0.9999999, 0.99999994, 1 - 1e-9],
+        eps_in_sqrt=[True, False],
+    )
+    def test_bias_correction_at_step_one_gives_lr_sign_g(self, decay, eps_in_sqrt):
+        """v̂₁ = (1 − ρ)g² / (1 − ρ¹) = g², so with ε = 0 the first step is −lr·sign(g) for
+        every ρ, also within 1e-9 of 1 (1 in float32): both 1 − ρ are the same number, and
+        1 − ρᵗ does not cancel."""
+        tx = rmsprop(0.1, decay=decay, eps=0.0, bias_correction=True, eps_in_sqrt=eps_in_sqrt)
+        g = jnp.asarray([3.0, -1e-3, 1e10, -7.5e-12])
+        updates, state = self.variant(tx.update)(g, tx.init(jnp.zeros(4)))
+        np.testing.assert_allclose(updates, -0.1 * np.sign(g), rtol=2e-6)
+        exact_nu = (1 - decay) * np.asarray(g, np.float64) ** 2
+        np.testing.assert_allclose(state.nu, exact_nu, rtol=1e-6)
+        assert is_finite(state)
 
 
 @pytest.mark.parametrize(
