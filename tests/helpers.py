@@ -270,7 +270,7 @@ def run(
     """``tx`` over the gradients g₁ … g_T from ``tx.init(params)``, in a Python loop.
 
     ``update`` replaces ``tx.update`` (``jax.jit(tx.update)``, say); with ``apply=False`` the
-    params stay θ₀. Traceable: ``jax.jit(run, static_argnums=0)`` runs it compiled.
+    params stay θ₀. Traceable: :func:`run_jitted` runs it as one compiled program.
     """
     update = update or tx.update
     state = tx.init(params)
@@ -289,7 +289,9 @@ def vmapped(tx: optax.GradientTransformation) -> optax.GradientTransformation:
     return optax.GradientTransformation(jax.vmap(tx.init), jax.vmap(tx.update))
 
 
-def run_jitted(tx: optax.GradientTransformation, params: Any, grads: list[Any], **kwargs: Any):
+def run_jitted(
+    tx: optax.GradientTransformation, params: Any, grads: list[Any], **kwargs: Any
+) -> Trajectory:
     """:func:`run` compiled as one program (``jax.jit``, ``tx`` static)."""
     return jax.jit(run, static_argnums=0, static_argnames="apply")(tx, params, grads, **kwargs)
 
