@@ -9,8 +9,6 @@ nothing from the rest of the package but them, the hyperparameters, the checks a
 8-bit format.
 """
 
-from __future__ import annotations
-
 from typing import Any, NamedTuple
 
 import jax

@@ -51,12 +51,12 @@ class Option:
     name: str
     default: Any
     kind: Kind
-    annotation: str  # as written in the signatures
+    annotation: Any  # the type in the signatures: an object, not a string (optax reads it)
     rmsprop: Place
     scale_by_rms: Place
 
 
-_HP: Final = "optax.ScalarOrSchedule"
+_HP = optax.ScalarOrSchedule
 _P: Final = "positional"
 _K: Final = "keyword"  # keyword-only
 _A: Final = "absent"
@@ -67,20 +67,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("learning_rate", REQUIRED, "hyperparameter", _HP, _P, _A),
     Option("decay", 0.9, "hyperparameter", _HP, _P, _P),
     Option("eps", 1e-8, "hyperparameter", _HP, _P, _P),
-    Option("initial_scale", 0.0, "number", "jax.typing.ArrayLike", _P, _P),
-    Option("eps_in_sqrt", True, "flag", "bool", _P, _P),
-    Option("centered", False, "flag", "bool", _P, _K),
-    Option("momentum", None, "hyperparameter", _HP + " | None", _P, _A),
-    Option("nesterov", False, "flag", "bool", _P, _A),
-    Option("bias_correction", False, "flag", "bool", _P, _P),
-    Option("weight_decay", None, "hyperparameter", _HP + " | None", _K, _A),
-    Option("decoupled_weight_decay", False, "flag", "bool", _K, _A),
-    Option("weight_decay_mask", None, "mask", "MaskOrFn", _K, _A),
-    Option("lr_in_momentum", True, "flag", "bool", _K, _A),
-    Option("maximize", False, "flag", "bool", _K, _K),
-    Option("split_complex", False, "flag", "bool", _K, _K),
-    Option("nu_dtype", None, "state_dtype", "StateDtype", _K, _K),
-    Option("mu_dtype", None, "state_dtype", "StateDtype", _K, _K),
+    Option("initial_scale", 0.0, "number", jax.typing.ArrayLike, _P, _P),
+    Option("eps_in_sqrt", True, "flag", bool, _P, _P),
+    Option("centered", False, "flag", bool, _P, _K),
+    Option("momentum", None, "hyperparameter", _HP | None, _P, _A),
+    Option("nesterov", False, "flag", bool, _P, _A),
+    Option("bias_correction", False, "flag", bool, _P, _P),
+    Option("weight_decay", None, "hyperparameter", _HP | None, _K, _A),
+    Option("decoupled_weight_decay", False, "flag", bool, _K, _A),
+    Option("weight_decay_mask", None, "mask", MaskOrFn, _K, _A),
+    Option("lr_in_momentum", True, "flag", bool, _K, _A),
+    Option("maximize", False, "flag", bool, _K, _K),
+    Option("split_complex", False, "flag", bool, _K, _K),
+    Option("nu_dtype", None, "state_dtype", StateDtype, _K, _K),
+    Option("mu_dtype", None, "state_dtype", StateDtype, _K, _K),
 )
 
 
