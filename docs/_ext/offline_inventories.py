@@ -130,6 +130,31 @@ def _numpy() -> list[tuple[str, str, str]]:
     return entries
 
 
+def _with_defining_names(entries, namespace: dict) -> list[tuple[str, str, str]]:
+    """Each entry with its address written out, plus, for a class whose annotations name it
+    where it is defined (``jax.Array`` is ``jax.jaxlib._jax.Array`` to autodoc), that name."""
+    out, named = [], set()
+    for name, role, uri in entries:
+        uri = uri.replace("$", name)
+        out.append((name, role, uri))
+        obj = namespace.get(name)
+        if role == "py:class" and inspect.isclass(obj):
+            defined = f"{obj.__module__}.{obj.__qualname__}"
+            if defined != name and defined not in named:  # the first public name wins
+                named.add(defined)
+                out.append((defined, role, uri))
+    return out
+
+
+def _objects(module_names: list[str]) -> dict:
+    """{full public name: object} for the public names of these modules."""
+    found = {}
+    for module_name in module_names:
+        module = importlib.import_module(module_name)
+        found.update({f"{module_name}.{n}": o for n, o in _public(module)})
+    return found
+
+
 def _write(path: pathlib.Path, project: str, version: str, entries) -> None:
     lines = sorted({f"{name} {role} 1 {uri} -\n" for name, role, uri in entries})
     header = (
@@ -154,8 +179,9 @@ def write_inventories(folder: pathlib.Path) -> dict[str, tuple[str, str]]:
         "numpy": (NUMPY_URL, np.__version__, _numpy),
     }
     mapping = {}
+    modules = {"optax": ["optax"], "jax": JAX_AUTOSUMMARY + JAX_IN_PLACE, "numpy": ["numpy"]}
     for project, (url, version, entries) in projects.items():
         path = folder / f"{project}.inv"
-        _write(path, project, version, entries())
+        _write(path, project, version, _with_defining_names(entries(), _objects(modules[project])))
         mapping[project] = (url, str(path))
     return mapping

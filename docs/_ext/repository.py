@@ -97,6 +97,55 @@ def rewrite_notebooks() -> None:
 
 
 # ---------------------------------------------------------------------------
+# How to install, as the index and getting started say it.
+
+INSTALL = ROOT / "docs" / "_build" / "generated" / "install.md"
+
+
+def install_text(published: bool = PUBLISHED) -> str:
+    """The install section's Markdown: from the address once published, from a clone until."""
+    if published:
+        where = f"""\
+From the repository, with Python 3.11 or newer:
+
+```bash
+pip install git+{SOURCE}
+```
+
+or from a clone of it, to run the tour, the notebooks and the tests too:
+
+```bash
+git clone {SOURCE}
+cd {SOURCE.rsplit("/", 1)[1]}
+pip install -e .
+```
+"""
+    else:
+        where = """\
+The repository is not published yet, so there is no address to install from: install from a
+clone of the repository (a copy of its folder), with Python 3.11 or newer. In the clone:
+
+```bash
+pip install -e .
+```
+"""
+    return (
+        where
+        + """
+This installs the library and its only dependencies, jax, optax and numpy. Extras add what the
+rest needs: `pip install -e ".[demo]"` the tour's plots (`python -m optax_rmsprop`),
+`".[docs]"` what the notebooks and these pages import (matplotlib, flax, orbax, torch, keras).
+"""
+    )
+
+
+def write_install_text() -> None:
+    INSTALL.parent.mkdir(parents=True, exist_ok=True)
+    if not INSTALL.exists() or INSTALL.read_text() != install_text():
+        INSTALL.write_text(install_text())
+
+
+# ---------------------------------------------------------------------------
 # Sphinx: a page per repository file, and links to them.
 
 # Files a page may name, with how to highlight them; data, images and JSON get no page.
@@ -170,6 +219,7 @@ def file_pages(app):
 
 
 def setup(app) -> dict:
+    app.connect("builder-inited", lambda app: write_install_text())
     app.connect("doctree-resolved", link_repository_files)
     app.connect("html-collect-pages", file_pages)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
