@@ -185,8 +185,8 @@ def file_target(path: str) -> tuple[str, bool]:
 
 
 def link_repository_files(app, doctree, docname) -> None:
-    """Each inline literal that is a repository file's path (``tests/x.py`` or
-    ``tests/x.py::test_y``) becomes a link to that file."""
+    """Each inline literal that is a repository file's path (``tests/test_core.py`` or
+    ``tests/test_core.py::test_x``) becomes a link to that file."""
     from docutils import nodes
 
     for literal in list(doctree.findall(nodes.literal)):
