@@ -745,6 +745,20 @@ def test_browser_intersphinx_links_resolve_offline(browsed):
         assert expected in urls, expected
 
 
+def test_install_text_follows_the_switch():
+    """The install text of the index and getting started: from a clone while the repository is
+    not published, from its address (pyproject.toml's Source) once it is."""
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        import repository
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    published, unpublished = repository.install_text(True), repository.install_text(False)
+    assert f"pip install git+{SOURCE}" in published and f"git clone {SOURCE}" in published
+    assert SOURCE not in unpublished and "not published yet" in unpublished
+    assert "pip install -e ." in published and "pip install -e ." in unpublished
+
+
 def test_no_link_to_an_unpublished_address(site):
     """Until pyproject.toml says the repository is published, no page links to its address
     or to Colab."""

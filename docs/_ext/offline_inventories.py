@@ -16,9 +16,10 @@ packages, each with the address its project's documentation gives it:
 - numpy: ``https://numpy.org/doc/stable/reference/generated/numpy.<name>.html``, and
   ``arrays.scalars.html#numpy.<name>`` for the scalar types.
 
-Names that these rules place on the wrong page would be dead links: the patterns follow each
-site's layout as of optax 0.2.8, jax 0.8-0.10 and numpy 2.x, and ``tests/test_docs.py`` checks
-the addresses of the names the pages use most.
+The patterns follow each site's layout as of optax 0.2.8, jax 0.8-0.10 and numpy 2.x; a name
+that a rule places on the wrong page would link to a page without its anchor, and the build,
+offline, cannot tell. ``tests/test_docs.py`` checks that the pages link the names they use
+most to the addresses these rules give.
 """
 
 from __future__ import annotations
