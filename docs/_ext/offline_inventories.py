@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pathlib
+import warnings
 import zlib
 
 OPTAX_URL = "https://optax.readthedocs.io/en/latest/"
@@ -73,10 +74,12 @@ def _public(module) -> list[tuple[str, object]]:
     names = getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")]
     found = []
     for name in names:
-        try:
-            found.append((name, getattr(module, name)))
-        except AttributeError:
-            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a deprecated name warns: it gets no entry
+            try:
+                found.append((name, getattr(module, name)))
+            except (AttributeError, Warning):
+                continue
     return [(n, o) for n, o in found if not inspect.ismodule(o)]
 
 
