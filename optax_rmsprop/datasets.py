@@ -57,6 +57,11 @@ def find_airfoil(path: str | os.PathLike[str] | None = None) -> pathlib.Path:
     Raises:
       FileNotFoundError: the file is not there.
       ValueError: its sha1 is not the published file's.
+
+    Example:
+      >>> from optax_rmsprop import datasets
+      >>> datasets.find_airfoil(datasets.DATA / "airfoil_self_noise.dat").name
+      'airfoil_self_noise.dat'
     """
     path = pathlib.Path(
         path or os.environ.get("OPTAX_RMSPROP_AIRFOIL") or DATA / "airfoil_self_noise.dat"
