@@ -16,11 +16,13 @@ made. Screenshots go to ``docs/_build/screenshots/``.
 from __future__ import annotations
 
 import base64
+import fcntl
 import html
 import json
 import os
 import pathlib
 import re
+import select
 import shutil
 import subprocess
 import sys
@@ -321,9 +323,11 @@ class Browser:
         to_browser, self._write = os.pipe()
         self._read, from_browser = os.pipe()
 
-        def wire():  # in the child: the pipe ends on the descriptors chromium reads
-            # (copies first: dup2 onto the same number would keep close-on-exec)
-            read_end, write_end = os.dup(to_browser), os.dup(from_browser)
+        def wire():  # in the child, before chromium starts: the pipes on descriptors 3 and 4
+            # (through copies above 10, so that neither overwrites the other and dup2 clears
+            # close-on-exec even where a pipe end already had the number)
+            read_end = fcntl.fcntl(to_browser, fcntl.F_DUPFD, 10)
+            write_end = fcntl.fcntl(from_browser, fcntl.F_DUPFD, 10)
             os.dup2(read_end, 3)
             os.dup2(write_end, 4)
 
@@ -345,7 +349,7 @@ class Browser:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             close_fds=False,
-            preexec_fn=wire,  # noqa: PLW1509
+            preexec_fn=wire,
         )
         os.close(to_browser)
         os.close(from_browser)
@@ -367,6 +371,9 @@ class Browser:
 
     def _receive(self) -> dict:
         while b"\0" not in self._buffer:
+            ready, _, _ = select.select([self._read], [], [], 120)
+            if not ready:
+                raise TimeoutError("chromium sent nothing for 120 s")
             chunk = os.read(self._read, 1 << 20)
             if not chunk:
                 raise RuntimeError("chromium closed the pipe")
