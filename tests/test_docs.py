@@ -734,7 +734,7 @@ def test_browser_api_has_a_page_per_object(site, browsed):
         "eps_in_sqrt:bool=True",
         "*,",
         "weight_decay:",
-        "nu_dtype:",
+        "nu_dtype:StateDtype=None",
     ):
         assert parameter in signature.group(1), (parameter, signature.group(1))
 

@@ -143,7 +143,7 @@ def api_page(module_name: str, name: str) -> str:
         lines.append(f".. autoclass:: {name}")
         fields = getattr(obj, "_fields", ())
         lines += ["   :members:"] + ([f"   :exclude-members: {', '.join(fields)}"] * bool(fields))
-    elif callable(obj):
+    elif callable(obj) and not hasattr(obj, "__origin__"):  # a type alias is data
         lines.append(f".. autofunction:: {name}")
     else:
         lines.append(f".. autodata:: {name}")
@@ -206,7 +206,11 @@ def _aliases() -> list[tuple[str, str]]:
     import optax
     from sphinx.util.typing import stringify_annotation
 
+    import optax_rmsprop
+
     aliases = {
+        "MaskOrFn": optax_rmsprop.MaskOrFn,
+        "StateDtype": optax_rmsprop.StateDtype,
         "optax.ScalarOrSchedule": optax.ScalarOrSchedule,
         "optax.Schedule": optax.Schedule,
         "optax.Updates": optax.Updates,
