@@ -100,11 +100,13 @@ def load_airfoil(
 
 
 class AirfoilRegression(NamedTuple):
-    """The starting params and the minibatches of every epoch, in the order they are used."""
+    """The starting ``params`` (float32 ``w`` of shape (5, 1) and ``b`` of shape (1,)) and
+    the minibatches of every epoch in the order they are used: ``batches_x`` of shape
+    (steps, batch_size, 5) and ``batches_y`` of shape (steps, batch_size)."""
 
-    params: dict[str, np.ndarray]  # w (5, 1) and b (1,), float32
-    batches_x: np.ndarray  # (steps, batch_size, 5)
-    batches_y: np.ndarray  # (steps, batch_size)
+    params: dict[str, np.ndarray]
+    batches_x: np.ndarray
+    batches_y: np.ndarray
 
 
 def airfoil_regression(
