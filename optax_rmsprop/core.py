@@ -55,6 +55,7 @@ class _Config:
     bias_correction: bool
     use_momentum: bool
     lr_in_momentum: bool
+    caution: bool
     weight_decay: str | None  # None, "coupled" or "decoupled"
     weight_decay_mask: Any  # None, a callable, or (treedef, leaves) of a pytree
     maximize: bool
@@ -117,10 +118,17 @@ def _rule(
           \text{ (nesterov: } -\eta (s_t + \mu b_t)) && (9) \\
         u_t &\leftarrow -\eta s_t \text{ (no momentum)} && (10) \\
         u_t &\leftarrow u_t - \eta \lambda \theta_{t-1}
-          \text{ (decoupled weight decay)} && (11)
+          \text{ (decoupled; corrected: } \tfrac{\eta^2}{\eta_{max}} \lambda \theta_{t-1})
+          && (11) \\
+        u_t &\leftarrow \frac{\varphi_t u_t}{\max(\overline{\varphi_t}, 10^{-3})},\;
+          \varphi_t = [\operatorname{Re}(\bar u_t g_t) < 0]
+          \text{ (caution, before (11))} && (12)
       \end{align*}
 
-    (8) keeps η inside the buffer (``lr_in_momentum``), (9) outside it. How the
+    (8) keeps η inside the buffer (``lr_in_momentum``), (9) outside it. (12) masks the
+    momentum's update where it does not descend along g and rescales the rest by the
+    mean of the mask over the leaf (the one place where a leaf's elements mix); the
+    buffer is kept unmasked. How the
     hyperparameters and the leaky averages round: see ``hyperparameters``.
     """
     cd = jnp.result_type(jnp.float32, g.dtype, v.dtype)  # at least float32
@@ -172,6 +180,8 @@ def _rule(
     else:  # (9)
         b_new = stored.momentum(s + mu * b.astype(cd))
         u = -lr * (s + mu * b_new if c.nesterov else b_new)
+    if c.caution:  # (12)
+        u = _cautious(u, g)
     if c.weight_decay == "decoupled" and theta is not None:  # (11)
         u = u - h.lr_weight_decay * theta.astype(cd)
     return u, v_new, m_new, b_new
@@ -179,6 +189,15 @@ def _rule(
 
 # ---------------------------------------------------------------------------
 # Storage: the rule applied to one leaf as its state stores it.
+
+
+def _cautious(u: jax.Array, g: jax.Array) -> jax.Array:
+    """(12): u where it descends along g (Re(ū g) < 0), rescaled by the fraction of such
+    elements in the leaf (at least 10⁻³), 0 elsewhere. The mean is a reduction over the
+    whole leaf: under sharding, one all-reduce of a scalar per leaf."""
+    agrees = (u.conj() * g).real < 0 if jnp.iscomplexobj(u) else u * g < 0
+    mask = agrees.astype(jnp.finfo(u.dtype).dtype)
+    return u * (mask / jnp.maximum(jnp.mean(mask), 1e-3))
 
 
 def _real_dtype(dtype: Any) -> np.dtype:
@@ -501,8 +520,10 @@ def _build(
     bias_correction: bool,
     weight_decay: optax.ScalarOrSchedule | None,
     decoupled_weight_decay: bool,
+    corrected_weight_decay: optax.ScalarOrSchedule | None,
     weight_decay_mask: MaskOrFn | None,
     lr_in_momentum: bool,
+    caution: bool,
     maximize: bool,
     split_complex: bool,
     nu_dtype: Any,
@@ -515,6 +536,8 @@ def _build(
         hyperparameters["learning_rate"] = learning_rate
     if momentum is not None:
         hyperparameters["momentum"] = momentum
+    if corrected_weight_decay is not None:
+        hyperparameters["corrected_weight_decay"] = corrected_weight_decay
     check.check_arguments(
         hyperparameters,
         initial_scale=initial_scale,
@@ -529,6 +552,7 @@ def _build(
             bias_correction=bias_correction,
             decoupled_weight_decay=decoupled_weight_decay,
             lr_in_momentum=lr_in_momentum,
+            caution=caution,
             maximize=maximize,
             split_complex=split_complex,
         ),
@@ -543,6 +567,7 @@ def _build(
         bias_correction=bool(bias_correction),
         use_momentum=momentum is not None,
         lr_in_momentum=bool(lr_in_momentum),
+        caution=bool(caution),
         weight_decay=(
             ("decoupled" if decoupled_weight_decay else "coupled") if use_weight_decay else None
         ),
@@ -630,8 +655,10 @@ def scale_by_rms(
         bias_correction=bias_correction,
         weight_decay=None,
         decoupled_weight_decay=False,
+        corrected_weight_decay=None,
         weight_decay_mask=None,
         lr_in_momentum=True,
+        caution=False,
         maximize=maximize,
         split_complex=split_complex,
         nu_dtype=nu_dtype,
@@ -652,8 +679,10 @@ def rmsprop(
     *,
     weight_decay: optax.ScalarOrSchedule | None = None,
     decoupled_weight_decay: bool = False,
+    corrected_weight_decay: optax.ScalarOrSchedule | None = None,
     weight_decay_mask: MaskOrFn | None = None,
     lr_in_momentum: bool = True,
+    caution: bool = False,
     maximize: bool = False,
     split_complex: bool = False,
     nu_dtype: Any = None,
@@ -688,8 +717,11 @@ def rmsprop(
           \text{ (lr\_in\_momentum=False;} \\
           &\qquad \text{nesterov: } u_t = -\eta_t(s_t + \mu_t b_t)) \\
         u_t &\leftarrow -\eta_t s_t \text{ (no momentum)} \\
+        u_t &\leftarrow \varphi_t u_t / \max(\overline{\varphi_t}, 10^{-3}),\;
+          \varphi_t = [u_t g_t < 0] \text{ (caution)} \\
         u_t &\leftarrow u_t - \eta_t \lambda_t \theta_{t-1}
-          \text{ (decoupled weight decay)}
+          \text{ (decoupled weight decay; corrected: }
+          \eta_t^2 \lambda_t \theta_{t-1} / \eta_{max})
       \end{align*}
 
     The arithmetic runs in at least float32 and the update is cast back to the
@@ -732,12 +764,24 @@ def rmsprop(
       decoupled_weight_decay: ``False`` adds :math:`\lambda\theta` to the
         gradient (PyTorch, MXNet); ``True`` subtracts :math:`\eta\lambda\theta`
         from the update (Keras, AdamW).
+      corrected_weight_decay: :math:`\eta_{max}` > 0, the peak learning rate: the
+        decoupled decay becomes :math:`\eta^2\lambda\theta/\eta_{max}` (timm's
+        ``corrected_weight_decay``, arXiv 2506.02285), so that it shrinks with a
+        decaying :math:`\eta` twice over. Needs ``decoupled_weight_decay=True``.
       weight_decay_mask: a pytree of bools with the params' structure (or a
         prefix), or a callable of the params returning one, as in
         :func:`optax.add_decayed_weights`: weight decay applies where True.
       lr_in_momentum: keep :math:`\eta` inside the momentum buffer (optax,
         Keras, TF1) or apply the current :math:`\eta` to the whole buffer
         (PyTorch); they differ only when :math:`\eta` changes.
+      caution: Cautious Optimizers (arXiv 2411.16085), for the momentum variants:
+        where the momentum's update does not descend along the gradient
+        (:math:`u g \ge 0`) it is masked to 0, and the rest is scaled by one over the
+        fraction kept in the leaf (at least :math:`10^{-3}`); the buffer keeps its
+        unmasked value. Without momentum :math:`u = -\eta s` always descends, so it
+        would change nothing but rescale by the fraction of nonzero gradients:
+        ``caution`` needs ``momentum``. The fraction is a mean over the whole leaf:
+        under sharding, a scalar all-reduce per leaf per step.
       maximize: ascend instead of descend (PyTorch's ``maximize``).
       split_complex: treat the real and imaginary part of a complex parameter as
         two coordinates (PyTorch) instead of using :math:`|g|^2` (optax).
@@ -776,8 +820,10 @@ def rmsprop(
         bias_correction=bias_correction,
         weight_decay=weight_decay,
         decoupled_weight_decay=decoupled_weight_decay,
+        corrected_weight_decay=corrected_weight_decay,
         weight_decay_mask=weight_decay_mask,
         lr_in_momentum=lr_in_momentum,
+        caution=caution,
         maximize=maximize,
         split_complex=split_complex,
         nu_dtype=nu_dtype,

@@ -6,8 +6,15 @@ The test modules import it as ``helpers`` (pytest puts ``tests/`` on ``sys.path`
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.metadata
+import importlib.util
 import re
+import sys
+import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -467,3 +474,37 @@ def avals(tree: Any) -> Any:
 def pieces(*texts: str) -> str:
     """A ``match`` pattern requiring every text, in any order."""
     return "(?s)" + "".join(f"(?=.*{re.escape(text)})" for text in texts)
+
+
+# ---------------------------------------------------------------------------
+# timm.optim, loaded without timm's package __init__: that imports torchvision, whose PyPI
+# builds do not load beside a CPU build of torch, and timm.optim's modules need only torch.
+# CI installs timm with ``pip install --no-deps`` (.ci/run).
+
+
+@functools.cache
+def timm_optim() -> types.SimpleNamespace:
+    """timm's optimizer classes (``RMSpropTF``, ``Lion``...) and its ``version``; skips the
+    test, saying how to install timm, where it is absent."""
+    spec = importlib.util.find_spec("timm")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("timm is not installed: pip install --no-deps timm (it needs only torch here)")
+    folder = Path(spec.submodule_search_locations[0]) / "optim"
+    package = types.ModuleType("_timm_optim")
+    package.__path__ = [str(folder)]
+    sys.modules.setdefault("_timm_optim", package)
+    import torch
+
+    found: dict[str, Any] = {}
+    for file in sorted(folder.glob("*.py")):
+        if file.stem in ("__init__", "_optim_factory", "_param_groups", "optim_factory"):
+            continue  # the factory and the param groups import timm.models
+        module = importlib.import_module(f"_timm_optim.{file.stem}")
+        for name, value in vars(module).items():
+            if (
+                isinstance(value, type)
+                and issubclass(value, torch.optim.Optimizer)
+                and value.__module__ == module.__name__
+            ):
+                found[name] = value
+    return types.SimpleNamespace(version=importlib.metadata.version("timm"), **found)

@@ -318,8 +318,8 @@ def test_from_torch_matches_named_parameters_by_path():
     checked value by value; without names, several leaves need leaf_map or match='order'."""
     torch.manual_seed(1)
     model = torch.nn.Sequential()
-    model.add_module("z", torch.nn.Linear(3, 3))
-    model.add_module("a", torch.nn.Linear(3, 3))
+    model.add_module("z", torch.nn.Linear(3, 2))  # not square: see the test below
+    model.add_module("a", torch.nn.Linear(3, 2))
     optimizer = torch.optim.RMSprop(model.named_parameters(), **TORCH_BASE, momentum=0.9)
     for _ in range(3):
         for t in model.parameters():
