@@ -1419,9 +1419,10 @@ def test_to_torch_takes_the_groups_and_checks_the_buffers_against_them():
             param_groups=[dict(lr=0.02)],
             leaf_map=LEAF_MAPS["real"],
         )
-    groups = [dict(TORCH_BASE, lr=0.5, momentum=0.9)]
+    groups = [dict(TORCH_BASE, alpha=0.5, lr=0.5, momentum=0.9)]
     back = interop.to_torch(state, tx, params0, param_groups=groups, leaf_map=LEAF_MAPS["real"])
-    assert back["param_groups"][0]["lr"] == 0.5  # the groups given are what torch will load
+    assert back["param_groups"][0]["alpha"] == 0.5  # the groups given are what torch loads,
+    assert back["param_groups"][0]["lr"] == pytest.approx(0.02, rel=1e-6)  # with tx's lr
 
 
 def test_keras_refusals():
