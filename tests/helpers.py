@@ -133,6 +133,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "centered-momentum-weight_decay_decoupled": dict(
         centered=True, momentum=0.9, weight_decay=0.1, decoupled_weight_decay=True
     ),
+    "momentum-caution": dict(momentum=0.9, caution=True),
+    "momentum-caution-lr_schedule-lr_outside_momentum-weight_decay_corrected": dict(
+        momentum=0.9,
+        caution=True,
+        learning_rate=lr_schedule,
+        lr_in_momentum=False,
+        weight_decay=0.1,
+        decoupled_weight_decay=True,
+        corrected_weight_decay=0.1,
+    ),
+    "centered-momentum-caution-nu_int8": dict(
+        centered=True, momentum=0.9, caution=True, nu_dtype=INT8_SMALL
+    ),
     "maximize": dict(maximize=True),
     "maximize-weight_decay_coupled": dict(maximize=True, weight_decay=0.1),
     "schedules-momentum-weight_decay_decoupled": dict(**SCHEDULES, decoupled_weight_decay=True),
@@ -310,8 +323,10 @@ def oracle(
     bias_correction: bool = False,
     weight_decay: Any = None,
     decoupled_weight_decay: bool = False,
+    corrected_weight_decay: Any = None,
     weight_decay_mask: Any = None,
     lr_in_momentum: bool = True,
+    caution: bool = False,
     maximize: bool = False,
     nu_dtype: Any = None,
     mu_dtype: Any = None,
@@ -372,8 +387,13 @@ def oracle(
             else:
                 b[k] = s + mu * b[k]  # doc line 9: PyTorch
                 u = -lr * (s + mu * b[k]) if nesterov else -lr * b[k]
+            if caution:  # doc line 12: φ = [Re(ū g) < 0], u φ / max(mean φ, 1e-3)
+                phi = ((np.conj(u) * g).real < 0).astype(np.float64)
+                u = u * phi / max(phi.mean() if phi.size else 0.0, 1e-3)
             if decayed and decoupled_weight_decay:
-                u = u - lr * lam * theta[k]  # doc line 11
+                peak = None if corrected_weight_decay is None else at(corrected_weight_decay, count)
+                scale = lr if peak is None else lr * lr / peak  # doc line 11 (corrected)
+                u = u - scale * lam * theta[k]  # doc line 11
             u_t.append(u)
         theta = [x + u for x, u in zip(theta, u_t, strict=True)]  # optax.apply_updates
         path.append(treedef.unflatten(theta))

@@ -801,3 +801,36 @@ def test_timm_caution_without_momentum_is_off_as_in_timm():
         grads,
         theirs,
     )
+
+
+@pytest.mark.parametrize(
+    "preset, kwargs, name",
+    [
+        (presets.torch, dict(alpha=1.5), "alpha"),
+        (presets.torch, dict(lr=-1.0), "lr"),
+        (presets.keras, dict(rho=2.0), "rho"),
+        (presets.keras, dict(epsilon=-1.0), "epsilon"),
+        (presets.gluon, dict(gamma1=2.0), "gamma1"),
+        (presets.gluon, dict(wd=-1.0), "wd"),
+        (presets.d2l, dict(lr=0.1, gamma=1.5), "gamma"),
+        (presets.timm, dict(alpha=-0.5), "alpha"),
+        (presets.paddle, dict(learning_rate=0.1, rho=3.0), "rho"),
+    ],
+)
+def test_errors_name_the_frameworks_argument(preset, kwargs, name):
+    """What the user typed, not our name for it (``alpha``, not ``decay``)."""
+    with pytest.raises(ValueError, match=rf"^{name} must be"):
+        preset(**kwargs)
+
+
+def test_inject_hyperparams_needs_static_momentum_for_no_buffer():
+    """optax.inject_hyperparams turns every number into an array, torch's momentum=0 too:
+    the preset can no longer tell "no momentum" and keeps a buffer (4 bytes per parameter
+    in float32). static_args=("momentum",) keeps it a number, and no buffer (the guides
+    say so)."""
+    params = jnp.zeros(1000)
+    for preset in (presets.torch, presets.timm):
+        injected = optax.inject_hyperparams(preset)(lr=0.1)
+        assert injected.init(params).inner_state.momentum.nbytes == 4000
+        static = optax.inject_hyperparams(preset, static_args=("momentum",))(lr=0.1)
+        assert static.init(params).inner_state.momentum is None
