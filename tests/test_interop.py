@@ -1488,6 +1488,31 @@ def test_the_readme_interop_example_runs_as_written():
     )
 
 
+def test_the_timm_guides_resumed_run_is_timms_continuation():
+    """docs/porting/timm.md's block, run as written with timm's RMSpropTF: the 10 steps in
+    JAX are those timm takes from the same checkpoint."""
+    import pathlib
+    import re
+
+    page = (pathlib.Path(__file__).parents[1] / "docs" / "porting" / "timm.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "from_torch" in b]
+    RMSpropTF = timm_optim().RMSpropTF
+    torch.manual_seed(0)
+    names = dict(torch=torch, RMSpropTF=RMSpropTF, x=torch.randn(64, 4), y=torch.randn(64, 3))
+    exec(compile(block, "timm.md", "exec"), names)
+    model = torch.nn.Linear(4, 3)
+    model.load_state_dict(names["checkpoint"]["model"])
+    optimizer = RMSpropTF(model.parameters(), lr=0.02, eps=1e-3, momentum=0.9, weight_decay=1e-5)
+    optimizer.load_state_dict(names["checkpoint"]["optimizer"])
+    for _ in range(10):
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(names["x"]), names["y"]).backward()
+        optimizer.step()
+    np.testing.assert_allclose(names["params"]["w"], model.weight.detach().numpy().T, RTOL, ATOL)
+    np.testing.assert_allclose(names["params"]["b"], model.bias.detach().numpy(), RTOL, ATOL)
+    assert not np.allclose(names["params"]["w"], names["checkpoint"]["model"]["weight"].numpy().T)
+
+
 def test_importing_interop_imports_neither_torch_nor_keras():
     code = (
         "import sys, optax_rmsprop, optax_rmsprop.interop; "
