@@ -192,8 +192,14 @@ TORCH_CASES = {
         "real",
         1.0,
         lambda ts: timm_optim().RMSpropTF(
-            ts, **TORCH_BASE, momentum=0.9, centered=True, weight_decay=0.1,
-            decoupled_decay=True, corrected_weight_decay=True, caution=True,
+            ts,
+            **TORCH_BASE,
+            momentum=0.9,
+            centered=True,
+            weight_decay=0.1,
+            decoupled_decay=True,
+            corrected_weight_decay=True,
+            caution=True,
         ),  # fmt: skip
     ),
     "timm-lr_outside_momentum": (
@@ -616,8 +622,12 @@ def test_a_scheduler_stepped_per_epoch_continues_when_its_cadence_is_given(extra
     scheduler.step()
     theirs += _per_epoch(optimizer, scheduler, tensors, grad, 3, 5)
 
-    with pytest.raises(ValueError, match=r"at step 3 .* taken 1[57] optimizer steps: pass steps_per_scheduler_step"):
-        interop.from_torch(*checkpoint[:1], params_k, scheduler=checkpoint[1], leaf_map=LEAF_MAPS["real"])
+    with pytest.raises(
+        ValueError, match=r"at step 3 .* taken 1[57] optimizer steps: pass steps_per_scheduler_step"
+    ):
+        interop.from_torch(
+            *checkpoint[:1], params_k, scheduler=checkpoint[1], leaf_map=LEAF_MAPS["real"]
+        )
     with pytest.raises(ValueError, match=r"do not fit 3 optimizer steps per scheduler step"):
         interop.from_torch(
             checkpoint[0], params_k, scheduler=checkpoint[1], steps_per_scheduler_step=3,
@@ -694,7 +704,9 @@ def test_to_torch_resumes_into_a_fresh_optimizer_and_scheduler():
         checkpoint[0], params_k, scheduler=checkpoint[1], leaf_map=LEAF_MAPS["real"]
     )
     fresh_groups = make(_to_torch_layout(params_k, layout))[0].param_groups
-    back = interop.to_torch(state, tx, params_k, param_groups=fresh_groups, leaf_map=LEAF_MAPS["real"])
+    back = interop.to_torch(
+        state, tx, params_k, param_groups=fresh_groups, leaf_map=LEAF_MAPS["real"]
+    )
     assert back["param_groups"][0]["lr"] != fresh_groups[0]["lr"]
     _assert_same(continued(back), theirs)
     back["param_groups"][0]["lr"] = fresh_groups[0]["lr"]
@@ -815,8 +827,9 @@ def test_a_cnn_goes_into_nnx_optimizer_and_back():
 
     nnx_steps(10)
     ours = _TorchCNN()
+    kernel = np.asarray(model.conv.kernel[...]).transpose(3, 2, 0, 1).copy()  # HWIO -> OIHW
     ours.load_state_dict({
-        "conv.weight": torch.from_numpy(np.asarray(model.conv.kernel[...]).transpose(3, 2, 0, 1).copy()),
+        "conv.weight": torch.from_numpy(kernel),
         "conv.bias": torch.from_numpy(np.array(model.conv.bias[...])),
         "fc.weight": torch.from_numpy(np.asarray(model.fc.kernel[...]).T.copy()),
         "fc.bias": torch.from_numpy(np.array(model.fc.bias[...])),
@@ -829,7 +842,9 @@ def test_a_cnn_goes_into_nnx_optimizer_and_back():
     params = nnx.as_pure(nnx.state(model, nnx.Param))
     optimizer_t = torch.optim.RMSprop(ours.named_parameters(), **TORCH_BASE, momentum=0.9)
     optimizer_t.load_state_dict(
-        interop.to_torch(state, tx, params, param_groups=optimizer_t.param_groups, leaf_map=leaf_map)
+        interop.to_torch(
+            state, tx, params, param_groups=optimizer_t.param_groups, leaf_map=leaf_map
+        )
     )
     back = torch_steps(ours, optimizer_t, 10)
     nnx_steps(10)
@@ -1287,6 +1302,7 @@ def _state_dict_of(make, tensors, grad):
     """A state_dict after one step where the optimizer can take one with plain gradients
     (Adahessian wants a graph, SparseAdam sparse gradients: their groups are refused too;
     Muon takes only the matrix)."""
+
     def build(ts):
         if make is timm_optim().Lookahead:
             return make(torch.optim.SGD(ts, lr=0.1))
@@ -1332,7 +1348,9 @@ def test_from_torch_refuses_an_unknown_key_by_name():
     groups = [dict(TORCH_BASE, lookahead_k=5)]
     tx = presets.torch(**TORCH_BASE)
     with pytest.raises(ValueError, match=r"param_groups\[0\] has 'lookahead_k'"):
-        interop.to_torch(tx.init(params), tx, params, param_groups=groups, leaf_map=LEAF_MAPS["real"])
+        interop.to_torch(
+            tx.init(params), tx, params, param_groups=groups, leaf_map=LEAF_MAPS["real"]
+        )
 
 
 def test_keras_refuses_an_unknown_option_by_name():

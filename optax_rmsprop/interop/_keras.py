@@ -3,8 +3,8 @@ from JAX."""
 
 from __future__ import annotations
 
-import numbers
 import inspect
+import numbers
 from typing import Any, NamedTuple
 
 import jax
@@ -90,7 +90,9 @@ def _optimizer(optimizer: Any) -> tuple[dict, list[str], dict[str, list[Any]], A
         )
     # get_config() would read the learning rate with np.array (NumPy 2 warns), and fails for
     # a schedule without get_config: the options are read as attributes.
-    config = {o: getattr(optimizer, o, None) for o in _OPTIONS if o not in ("name", "learning_rate")}
+    config = {
+        o: getattr(optimizer, o, None) for o in _OPTIONS if o not in ("name", "learning_rate")
+    }
     internals = _internals(optimizer)
     lr = internals.learning_rate
     if isinstance(lr, keras.Variable):

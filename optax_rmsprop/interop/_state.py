@@ -149,9 +149,9 @@ def resolve(
             specs = leaves.treedef.flatten_up_to(leaf_map)
         except (ValueError, TypeError) as error:
             specs = _by_path(leaf_map, leaves, error)
-    out = []
+    out: list[tuple[int, tuple[int, ...] | None]] = []
     used: dict[int, str] = {}
-    for name, spec in zip(leaves.names, specs, strict=True):
+    for j, (name, spec) in enumerate(zip(leaves.names, specs, strict=True)):
         if isinstance(spec, tuple) and len(spec) == 2 and not isinstance(spec, Leaf):
             spec = Leaf(*spec)
         if not isinstance(spec, Leaf):
@@ -165,8 +165,13 @@ def resolve(
                 f"leaf_map{name} and leaf_map{used[position]} both take {what} {keys[position]!r}."
             )
         used[position] = name
-        shape = np.shape(leaves.values[len(out)])
-        if square_needs_axes and spec.axes is UNSET and len(shape) == 2 and shape[0] == shape[1]:
+        shape = np.shape(leaves.values[j])
+        if (
+            square_needs_axes
+            and isinstance(spec.axes, _Unset)
+            and len(shape) == 2
+            and shape[0] == shape[1]
+        ):
             raise ValueError(
                 f"params{name} is square {shape} and matched to {what} {keys[position]!r} "
                 "without axes: a torch.nn.Linear weight is (out, in), a JAX Dense kernel (in, "
@@ -174,7 +179,8 @@ def resolve(
                 f"Leaf({keys[position]!r}, axes=(1, 0)) for a Linear weight, or "
                 f"Leaf({keys[position]!r}, axes=None) to keep torch's layout."
             )
-        axes = None if spec.axes is None or spec.axes is UNSET else tuple(int(a) for a in spec.axes)
+        given = spec.axes
+        axes = None if given is None or isinstance(given, _Unset) else tuple(int(a) for a in given)
         out.append((position, axes))
     missing = [keys[i] for i in range(len(keys)) if i not in used]
     if missing:

@@ -256,15 +256,18 @@ def from_torch(
       b ← μb + g/(√v + ε), with g negated for ``maximize``, and θ ← θ − ηb, as
       ``presets.torch``'s; RMSpropTF's with ``lr_in_momentum`` holds ηg/√(v + ε) and
       subtracts it: minus ours). A parameter with no state yet (never stepped) gets what
-      the optimizer would start it at (zeros; RMSpropTF's ``square_avg`` ones). ``foreach``, ``fused``, ``capturable`` and ``differentiable``
-      change how torch computes, not what: they are ignored.
+      the optimizer would start it at (zeros; RMSpropTF's ``square_avg`` ones).
+      ``foreach``, ``fused``, ``capturable`` and ``differentiable`` change how torch
+      computes, not what: they are ignored.
 
     Raises:
       TypeError: for something that is not a state_dict.
       ValueError: for another optimizer's state_dict, or any group key or state entry
-        the optimizer does not have (naming it), a missing buffer, step counts that differ within one group, a
-        leaf whose shape does not fit (naming the leaf and the torch index), a leaf
-        map that misses or repeats a parameter, or a scheduler it cannot carry.
+        the optimizer does not have (naming it), a missing buffer, step counts that
+        differ within one group, a leaf whose shape does not fit (naming the leaf and the
+        torch index), a leaf map that misses or repeats a parameter, a square 2-D leaf
+        without axes, a scheduler it cannot carry or whose position does not fit the step
+        count, or groups with ``initial_lr`` and no scheduler.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -359,7 +362,9 @@ def from_torch(
         schedules: list[dict] = [{} for _ in groups]
         if isinstance(scheduler, str):
             if scheduler != "constant":
-                raise ValueError(f"scheduler must be a scheduler, None or 'constant'; got {scheduler!r}.")
+                raise ValueError(
+                    f"scheduler must be a scheduler, None or 'constant'; got {scheduler!r}."
+                )
         elif scheduler is not None:
             schedules = torch_schedules(scheduler, sd, steps_per_scheduler_step)
         else:
@@ -703,7 +708,8 @@ def torch_schedules(
     every = 1 if steps_per_scheduler_step is None else steps_per_scheduler_step
     if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
         raise ValueError(
-            f"steps_per_scheduler_step must be a whole number >= 1; got {steps_per_scheduler_step!r}."
+            "steps_per_scheduler_step must be a whole number >= 1; got "
+            f"{steps_per_scheduler_step!r}."
         )
     every = int(every)
     name, sd = _scheduler_state(scheduler)
