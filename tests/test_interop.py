@@ -820,10 +820,14 @@ def test_a_cnn_goes_into_nnx_optimizer_and_back():
     assert int(inside.count) == 5  # the converted state went in, not a fresh one
     np.testing.assert_array_equal(inside.momentum["fc"]["kernel"], state.momentum["fc"]["kernel"])
 
+    @nnx.jit
+    def nnx_step(model, optimizer):
+        loss = lambda m: ((m(jnp.asarray(x.transpose(0, 2, 3, 1))) - y) ** 2).mean()  # noqa: E731
+        optimizer.update(model, nnx.grad(loss)(model))
+
     def nnx_steps(steps):
         for _ in range(steps):
-            loss = lambda m: ((m(jnp.asarray(x.transpose(0, 2, 3, 1))) - y) ** 2).mean()  # noqa: E731
-            optimizer.update(model, nnx.grad(loss)(model))
+            nnx_step(model, optimizer)
 
     nnx_steps(10)
     ours = _TorchCNN()
