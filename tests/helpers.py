@@ -387,13 +387,13 @@ def oracle(
             else:
                 b[k] = s + mu * b[k]  # doc line 9: PyTorch
                 u = -lr * (s + mu * b[k]) if nesterov else -lr * b[k]
-            if caution:  # doc line 12: φ = [Re(ū g) < 0], u φ / max(mean φ, 1e-3)
+            if caution:  # doc line 11: φ = [Re(ū g) < 0], u φ / max(mean φ, 1e-3)
                 phi = ((np.conj(u) * g).real < 0).astype(np.float64)
                 u = u * phi / max(phi.mean() if phi.size else 0.0, 1e-3)
             if decayed and decoupled_weight_decay:
                 peak = None if corrected_weight_decay is None else at(corrected_weight_decay, count)
-                scale = lr if peak is None else lr * lr / peak  # doc line 11 (corrected)
-                u = u - scale * lam * theta[k]  # doc line 11
+                scale = lr if peak is None else lr * lr / peak  # doc line 12 (corrected)
+                u = u - scale * lam * theta[k]  # doc line 12
             u_t.append(u)
         theta = [x + u for x, u in zip(theta, u_t, strict=True)]  # optax.apply_updates
         path.append(treedef.unflatten(theta))
