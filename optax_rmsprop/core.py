@@ -792,9 +792,9 @@ def rmsprop(
         ``initial_scale=0`` or ``bias_correction=True``; ``nesterov`` or ``caution``
         without ``momentum``; ``corrected_weight_decay`` without
         ``decoupled_weight_decay`` or not > 0; ``nu_dtype`` or ``mu_dtype`` not a
-        float dtype (narrower than 16 bits for ``nu_dtype``), or ``mu_dtype="int8"``. ``update`` raises
-        ``ValueError``/``TypeError`` naming the pytree path for gradients, params or
-        a state that do not fit the transformation.
+        float dtype (narrower than 16 bits for ``nu_dtype``), or ``mu_dtype="int8"``.
+        ``update`` raises ``ValueError``/``TypeError`` naming the pytree path for
+        gradients, params or a state that do not fit the transformation.
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax
