@@ -47,7 +47,7 @@ class Leaf:
     """
 
     key: int | str
-    axes: tuple[int, ...] | None | _Unset = UNSET
+    axes: tuple[int, ...] | None = UNSET  # type: ignore[assignment]  # not given: see above
 
 
 @dataclasses.dataclass(frozen=True)
