@@ -417,7 +417,8 @@ def to_torch(
     leaf_map: Any = None,
     match: str = "path",
 ) -> dict:
-    r"""A state of ``tx`` as a ``torch.optim.RMSprop`` ``state_dict()``.
+    r"""A state of ``tx`` as a ``torch.optim.RMSprop`` (or ``timm.optim.RMSpropTF``)
+    ``state_dict()``.
 
     Load it with ``optimizer.load_state_dict(...)`` into the ``torch.optim.RMSprop`` whose
     ``param_groups`` are given, over the same parameters (set to ``params``' values). Works
@@ -432,8 +433,12 @@ def to_torch(
         checkpoint's, or ``[dict(lr=0.01, ...)]``; torch's defaults fill what a group does
         not say). Each group's ``params`` (tensors or indices) says how many parameters it
         holds, in order; the state_dict carries these groups, since ``load_state_dict``
-        sets them. A state whose buffers do not fit them (a momentum buffer where
-        ``momentum=0``) is refused.
+        sets them, but for their ``lr``: each group gets the learning rate ``tx``
+        applies at the state's count (read from one probe step of ``tx``), so that a
+        fresh optimizer, whose groups hold its first lr, resumes on ``tx``'s schedule;
+        where the probe cannot tell (a clip chained before the rule), the given lr is
+        kept. A state whose buffers do not fit the groups (a momentum buffer where
+        ``momentum=0``) is refused. Groups with ``lr_in_momentum`` are RMSpropTF's.
       leaf_map, match: as for :func:`from_torch` (names from the groups' ``param_names``).
 
     Returns:
