@@ -223,6 +223,9 @@ PRESETS: dict[str, Callable[[], optax.GradientTransformation]] = {
     "chainer": lambda: presets.chainer(),
     "chainer_graves": lambda: presets.chainer_graves(),
     "d2l": lambda: presets.d2l(0.01, 0.9),
+    "timm": lambda: presets.timm(
+        0.01, momentum=0.9, weight_decay=1e-5, decoupled_decay=True, caution=True
+    ),
     "scale_by_rms": lambda: scale_by_rms(centered=True),
 }
 

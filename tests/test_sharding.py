@@ -320,7 +320,7 @@ CAUTION = "momentum-caution"
 
 
 @pytest.mark.slow  # a worker process with 8 devices, or two processes
-@pytest.mark.parametrize("nu_dtype", ["nu_float", "nu_int8"])
+@pytest.mark.parametrize("nu_dtype", ["default", "int8"])
 def test_caution_reduces_across_shards_and_equals_one_device(on8, nu_dtype):
     """caution's mask mean is the one place where a leaf's elements mix: a split leaf
     takes an all-reduce of one scalar per step (its only collective), and the steps equal
