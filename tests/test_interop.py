@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import complex_problem, dense_problem, timm_optim
+from helpers import assert_trees_close, complex_problem, dense_problem, timm_optim
 
 from optax_rmsprop import RMSPropState, interop, presets
 
@@ -130,11 +130,9 @@ def _keras_steps(optimizer, variables, grad, steps):
 
 
 def _assert_same(ours, theirs):
+    """Two trajectories of params, step by step, to the frameworks' rounding."""
     for step, (a, b) in enumerate(zip(ours, theirs, strict=True), start=1):
-        for k in a:
-            np.testing.assert_allclose(
-                a[k], b[k], rtol=RTOL, atol=ATOL, err_msg=f"params[{k!r}], step {step} after"
-            )
+        assert_trees_close(a, b, RTOL, ATOL, same_dtypes=False, what=f"step {step}: params")
 
 
 def _max_difference(ours, theirs):
@@ -1123,21 +1121,6 @@ def _jax_tree_steps(tx, state, params, grad, steps):
     return trajectory, state
 
 
-def _assert_same_trees(ours, theirs):
-    for step, (a, b) in enumerate(zip(ours, theirs, strict=True), start=1):
-        assert jax.tree.structure(a) == jax.tree.structure(b)
-        for (path, x), y in zip(
-            jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b), strict=True
-        ):
-            np.testing.assert_allclose(
-                x,
-                y,
-                rtol=RTOL,
-                atol=ATOL,
-                err_msg=f"params{jax.tree_util.keystr(path)}, step {step}",
-            )
-
-
 @pytest.mark.parametrize("kind", ["sequential", "functional", "nested"])
 def test_from_keras_matches_a_models_variables_by_path(kind):
     """Each leaf gets its own variable's slots (checked value by value, with layer names that
@@ -1171,7 +1154,7 @@ def test_from_keras_matches_a_models_variables_by_path(kind):
 
     theirs = _keras_model_steps(optimizer, variables, grad, N)
     ours, _ = _jax_tree_steps(tx, state, params_k, grad, N)
-    _assert_same_trees(ours, theirs)
+    _assert_same(ours, theirs)
 
 
 @pytest.mark.parametrize("kind", ["sequential", "functional", "nested"])
@@ -1206,7 +1189,7 @@ def test_to_keras_writes_a_models_slots_by_path(kind):
         np.testing.assert_array_equal(np.asarray(a.value), np.asarray(b.value), err_msg=a.name)
 
     theirs = _keras_model_steps(optimizer, variables, grad, N)
-    _assert_same_trees(ours, theirs)
+    _assert_same(ours, theirs)
 
 
 def test_keras_paths_that_do_not_match_are_refused_by_name():
