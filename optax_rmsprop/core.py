@@ -167,10 +167,10 @@ def _rule(
         u = -lr * s
     elif c.lr_in_momentum:  # (8)
         u = -lr * s
-        b_new = stored.momentum(u + mu * b.astype(cd))
+        b_new = stored.momentum(u + hp.times_momentum(b.astype(cd), h, c.bias_correction))
         u = u + mu * b_new if c.nesterov else b_new
     else:  # (9)
-        b_new = stored.momentum(s + mu * b.astype(cd))
+        b_new = stored.momentum(s + hp.times_momentum(b.astype(cd), h, c.bias_correction))
         u = -lr * (s + mu * b_new if c.nesterov else b_new)
     if c.weight_decay == "decoupled" and theta is not None:  # (11)
         u = u - h.lr_weight_decay * theta.astype(cd)

@@ -194,3 +194,21 @@ def bias_correction(t: jax.Array, dtype: Any, h: Hyperparameters) -> jax.Array:
     else:
         log_decay = jnp.log1p(-c)
     return -jnp.expm1(t.astype(dtype) * log_decay)
+
+
+def times_momentum(b: jax.Array, h: Hyperparameters, compensated: bool) -> jax.Array:
+    """μ·b, the momentum buffer's decay.
+
+    Compensated, a constant μ is split as μ = μ₁ + μ₂, μ₁ its value in ``b``'s dtype and
+    μ₂ = μ − μ₁ (float64, on the host), and μ·b is μ₁b + μ₂b: the buffer's gain
+    1/(1 − μ) is then unbiased, where a float32 μ makes it (μ₁ − μ)/(1 − μ) off
+    (−2.4e-7 at 0.9, +9.5e-7 at 0.99), a bias every step repeats in the same direction
+    while the rest of the rounding is noise. The rule compensates with bias correction,
+    which no framework preset uses; otherwise, and for an array μ, one product, as optax,
+    PyTorch and Keras compute it.
+    """
+    mu = h.momentum
+    if not (compensated and isinstance(mu, float)):
+        return mu * b
+    low = mu - float(np.asarray(mu, b.dtype))
+    return mu * b + low * b if low else mu * b

@@ -323,6 +323,31 @@ def test_the_leaky_average_is_exact_at_its_ends(kind, centered):
                 np.testing.assert_array_equal(state.mu, g32 if rho == 0 else np.zeros(4))
 
 
+@pytest.mark.parametrize("momentum", [0.9, 0.99])
+def test_the_momentum_in_two_products_leaves_the_buffer_unbiased(momentum):
+    """b ← x + μb over 1000 steps of x uniform in [0.5, 1.5]: against float64, the float32
+    buffer in two products (``times_momentum`` compensated, as with bias correction) has a
+    mean relative error under 2e-8, in one product that of the float32 μ's gain,
+    (μ₃₂ − μ)/(1 − μ): −2.4e-7 at 0.9, +9.5e-7 at 0.99."""
+    from optax_rmsprop import hyperparameters as hp
+
+    x = np.random.default_rng(0).uniform(0.5, 1.5, size=(1000, 512)).astype(np.float32)
+    exact = np.zeros(512)
+    for x_t in x:
+        exact = x_t + momentum * exact
+    h = hp.derive({"decay": 0.9, "eps": 1e-8, "momentum": momentum})
+    gain_error = (float(np.float32(momentum)) - momentum) / (1 - momentum)
+    for compensated, expected in [(True, 0.0), (False, gain_error)]:
+
+        def step(b, x_t, compensated=compensated):
+            b = x_t + hp.times_momentum(b, h, compensated)
+            return b, None
+
+        b, _ = jax.lax.scan(step, jnp.zeros(512, jnp.float32), x)
+        bias = np.mean(np.asarray(b, np.float64) / exact - 1)
+        assert abs(bias - expected) < 2e-8, (compensated, bias, expected)
+
+
 @pytest.mark.parametrize("mode", ["eager", "jit"])
 @pytest.mark.parametrize("eps_in_sqrt", [True, False], ids=["eps_inside", "eps_outside"])
 @pytest.mark.parametrize("decay", [0.0, 0.5, 0.9, 0.999, 0.99999, 0.9999999, 0.99999994, 1 - 1e-9])
@@ -344,14 +369,20 @@ def test_bias_correction_at_step_one_gives_lr_sign_g(decay, eps_in_sqrt, mode):
     [
         dict(bias_correction=True),
         dict(bias_correction=True, decay=0.99999994, eps_in_sqrt=False),
-        dict(bias_correction=True, centered=True, momentum=0.9, learning_rate=lr_warmup),
+        dict(
+            bias_correction=True,
+            centered=True,
+            momentum=jnp.asarray(0.9, jnp.float32),
+            learning_rate=lr_warmup,
+        ),
     ],
-    ids=["decay_0.9", "decay_0.99999994-eps_outside", "centered-momentum-lr_warmup"],
+    ids=["decay_0.9", "decay_0.99999994-eps_outside", "centered-momentum_array-lr_warmup"],
 )
 def test_counter_saturates_and_bias_correction_vanishes_after_2_31_steps(variant):
     """A state whose count is near int32's maximum: the count stops at 2**31 - 1 (never
     wraps to negative, which would make ρ^t huge), and 1 - ρ^t is exactly 1, so the
-    updates equal those without bias correction bit for bit."""
+    updates equal those without bias correction bit for bit. (The momentum is an array:
+    with bias correction a Python-number momentum also decays the buffer in two products.)"""
     kwargs = {"learning_rate": 0.1, **variant}
     tx = rmsprop(**kwargs)
     plain = rmsprop(**{**kwargs, "bias_correction": False})
