@@ -85,8 +85,9 @@ def test_fresh_clone_builds_docs_and_passes_data_tests(tmp_path):
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("OPTAX_RMSPROP_", "PYTEST_", "VIRTUAL_ENV"))
-        and key not in ("PYTHONPATH", "XLA_FLAGS")
+        # A user has none of these: not PYTHONDONTWRITEBYTECODE either (bytecode is written)
+        if not key.startswith(("OPTAX_RMSPROP_", "PYTEST_", "VIRTUAL_ENV", "PYTHON"))
+        and key != "XLA_FLAGS"
     }
     env |= {
         "OPTAX_RMSPROP_FASHION_MNIST": str(no_data),
