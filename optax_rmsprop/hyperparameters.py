@@ -210,5 +210,5 @@ def times_momentum(b: jax.Array, h: Hyperparameters, compensated: bool) -> jax.A
     mu = h.momentum
     if not (compensated and isinstance(mu, float)):
         return mu * b
-    low = mu - float(np.asarray(mu, b.dtype))
+    low = mu - float(np.asarray(mu, jnp.finfo(b.dtype).dtype))  # float32 for complex64 too
     return mu * b + low * b if low else mu * b
