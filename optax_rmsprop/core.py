@@ -193,10 +193,10 @@ def _rule(
         u = -lr * s  # (10)
     elif c.lr_in_momentum:
         u = -lr * s  # (8)
-        b_new = _as_stored(u + _decayed(c, h, b, cd), stored.momentum)  # (8)
+        b_new = _as_stored(_momentum(c, h, b, u, cd), stored.momentum)  # (8)
         u = u + mu * b_new if c.nesterov else b_new  # (8)
     else:
-        b_new = _as_stored(s + _decayed(c, h, b, cd), stored.momentum)  # (9)
+        b_new = _as_stored(_momentum(c, h, b, s, cd), stored.momentum)  # (9)
         u = -lr * (s + mu * b_new if c.nesterov else b_new)  # (9)
     if c.weight_decay == "decoupled" and theta is not None:
         u = u - h.lr_weight_decay * theta.astype(cd)  # (11)
@@ -213,10 +213,12 @@ def _average(old: jax.Array, new: jax.Array, h: hp.Hyperparameters, dtype: Any) 
     return _as_stored(hp.leaky_average(old, new, h), dtype)
 
 
-def _decayed(c: _Config, h: hp.Hyperparameters, b: jax.Array, dtype: Any) -> jax.Array:
-    """(8), (9): μ b_{t-1} in the arithmetic's ``dtype``; with bias correction in two
-    products, so that the buffer's gain 1/(1 - μ) is unbiased (see hp.times_momentum)."""
-    return hp.times_momentum(b.astype(dtype), h, c.bias_correction)
+def _momentum(
+    c: _Config, h: hp.Hyperparameters, b: jax.Array, x: jax.Array, dtype: Any
+) -> jax.Array:
+    """(8), (9): x + μ b_{t-1} in the arithmetic's ``dtype``; with bias correction in the
+    form whose gain 1/(1 - μ) carries no float32 rounding of μ (hp.momentum_average)."""
+    return hp.momentum_average(b.astype(dtype), x, h, c.bias_correction)
 
 
 def _saturated(g_sq: jax.Array, v_dtype: Any) -> jax.Array:

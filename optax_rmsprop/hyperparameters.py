@@ -196,19 +196,18 @@ def bias_correction(t: jax.Array, dtype: Any, h: Hyperparameters) -> jax.Array:
     return -jnp.expm1(t.astype(dtype) * log_decay)
 
 
-def times_momentum(b: jax.Array, h: Hyperparameters, compensated: bool) -> jax.Array:
-    """μ·b, the momentum buffer's decay.
+def momentum_average(b: jax.Array, x: jax.Array, h: Hyperparameters, exact_gain: bool) -> jax.Array:
+    """x + μ·b, the momentum buffer's step.
 
-    Compensated, a constant μ is split as μ = μ₁ + μ₂, μ₁ its value in ``b``'s dtype and
-    μ₂ = μ − μ₁ (float64, on the host), and μ·b is μ₁b + μ₂b: the buffer's gain
-    1/(1 − μ) is then unbiased, where a float32 μ makes it (μ₁ − μ)/(1 − μ) off
-    (−2.4e-7 at 0.9, +9.5e-7 at 0.99), a bias every step repeats in the same direction
-    while the rest of the rounding is noise. The rule compensates with bias correction,
-    which no framework preset uses; otherwise, and for an array μ, one product, as optax,
-    PyTorch and Keras compute it.
+    With ``exact_gain`` and a constant μ, as ``b + (x − (1 − μ)·b)`` with 1 − μ computed in
+    float64 and rounded once: the buffer's gain 1/(1 − μ) is then off by that one rounding
+    (1.5e-8 at 0.9), where a float32 μ makes it (μ₃₂ − μ)/(1 − μ) off (−2.4e-7 at 0.9,
+    +9.5e-7 at 0.99), a bias every step repeats in the same direction while the rest of
+    the rounding is noise. The rule asks for it with bias correction, which no framework
+    preset uses; otherwise, and for an array μ, ``x + μ·b``, as optax, PyTorch and Keras
+    compute it.
     """
     mu = h.momentum
-    if not (compensated and isinstance(mu, float)):
-        return mu * b
-    low = mu - float(np.asarray(mu, jnp.finfo(b.dtype).dtype))  # float32 for complex64 too
-    return mu * b + low * b if low else mu * b
+    if exact_gain and isinstance(mu, float):
+        return b + (x - (1.0 - mu) * b)
+    return x + mu * b
