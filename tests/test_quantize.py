@@ -406,6 +406,104 @@ def test_blocks_with_a_maximum_near_float32_max():
 
 
 # ---------------------------------------------------------------------------
+# The signed code of the first-moment buffers (mu_dtype="int8").
+
+
+def signed_code_table() -> np.ndarray:
+    """The value of each magnitude 0..127 as a fraction of its block's largest |x|:
+    0 -> 0; c >= 1 -> 2^(e - 15)·(1 + k/8) where c - 7 = 8e + k, 0 <= k < 8."""
+    table = np.zeros(128)
+    for c in range(1, 128):
+        e, k = divmod(c - 7, 8)
+        table[c] = 2.0 ** (e - 15) * (1 + k / 8)
+    return table
+
+
+SIGNED_TABLE = signed_code_table()
+
+
+def signed_blocks(config: Int8, seed: int = 0) -> np.ndarray:
+    """Blocks of both signs whose magnitudes span [m·smallest, m] on a log scale, some
+    below the range and some exact zeros; maxima from 1e-20 to 1e3."""
+    rng = np.random.default_rng(seed)
+    n_blocks = max((1 << 14) // config.block_size, 64)
+    maxima = 10.0 ** rng.uniform(-20, 3, (n_blocks, 1))
+    smallest = quantize.smallest_code_value(signed=True)
+    exponents = rng.uniform(math.log2(smallest) - 3, 0, (n_blocks, config.block_size))
+    exponents[:, 0] = 0  # each block's maximum
+    x = maxima * 2.0**exponents * rng.choice([-1.0, 1.0], exponents.shape)
+    x[:, 1] = 0.0
+    return x.astype(np.float32)
+
+
+@jax.jit(static_argnames="config")
+def signed_round_trip(x: jax.Array, config: Int8, seed: jax.Array) -> tuple[jax.Array, ...]:
+    q = quantize.quantize_signed(x, config, seed)
+    return q.codes, q.scales, quantize.dequantize(q, config)
+
+
+def test_every_signed_code_is_the_documented_value():
+    """Codes ±c stand for ±m·SIGNED_TABLE[c] (the docstring of quantize_signed)."""
+    codes = jnp.arange(-127, 128, dtype=jnp.int32).astype(jnp.int8)
+    m = np.float32(3.0)
+    q = QuantizedArray(codes=codes, scales=jnp.full((1,), m))
+    config = Int8(block_size=255, min_size=1)
+    expected = np.sign(np.arange(-127, 128)) * SIGNED_TABLE[np.abs(np.arange(-127, 128))] * m
+    np.testing.assert_array_equal(np.asarray(quantize.dequantize(q, config)), expected)
+    assert quantize.smallest_code_value(signed=True) == SIGNED_TABLE[1]
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
+def test_signed_round_trip_within_the_stated_bound(rounding):
+    """In range, the relative error is within relative_error_bound; below it, within
+    one smallest code (stochastic) or half of it (nearest) of the block's maximum; signs
+    and zeros are kept, and each block's scale is its largest |x|."""
+    config = Int8(block_size=64, min_size=1, rounding=rounding)
+    x = signed_blocks(config)
+    codes, scales, back = signed_round_trip(x, config=config, seed=jnp.uint32(5))
+    assert codes.dtype == jnp.int8 and codes.shape == x.shape
+    m = np.abs(x).max(axis=1)
+    np.testing.assert_array_equal(np.asarray(scales), m[:, None])
+    x64, back = x.astype(np.float64), np.asarray(back, np.float64)
+    assert np.all(np.sign(back) * np.sign(x64) >= 0) and np.all(back[x64 == 0] == 0)
+    smallest = quantize.smallest_code_value(signed=True) * m[:, None].astype(np.float64)
+    in_range = np.abs(x64) >= smallest
+    error = np.abs(back - x64)
+    assert np.max(error[in_range] / np.abs(x64[in_range])) <= (
+        quantize.relative_error_bound(config) + 1e-6
+    )
+    below = (error / smallest)[~in_range]
+    assert below.size > 0 and below.max() <= (0.5 if rounding == "nearest" else 1) + 1e-6
+
+
+def test_signed_stochastic_rounding_is_unbiased():
+    """The mean of 200 round trips with different seeds is x, within 6 standard errors
+    of the choice between the two codes around it (below the range: 0 and the smallest)."""
+    config = Int8(block_size=64, min_size=1)
+    x = signed_blocks(config, seed=1)
+    backs = jax.jit(
+        jax.vmap(
+            lambda seed: quantize.dequantize(quantize.quantize_signed(x, config, seed), config)
+        )
+    )(jnp.arange(SEEDS, dtype=jnp.uint32))
+    backs = np.asarray(backs, np.float64)
+    m = np.abs(x).max(axis=1, keepdims=True).astype(np.float64)
+    ratio = np.abs(x.astype(np.float64)) / np.where(m > 0, m, 1)
+    high = np.clip(np.searchsorted(SIGNED_TABLE, ratio, side="left"), 0, 127)
+    low = np.clip(np.searchsorted(SIGNED_TABLE, ratio, side="right") - 1, 0, 127)
+    low, high = SIGNED_TABLE[low] * m, SIGNED_TABLE[high] * m
+    magnitude = np.abs(x.astype(np.float64))
+    standard_error = np.sqrt(np.maximum((high - magnitude) * (magnitude - low), 0) / SEEDS)
+    mean = backs.mean(axis=0)
+    tolerance = 6 * standard_error + (high - low) / SEEDS
+    assert np.all(np.abs(mean - x) <= tolerance * (1 + 1e-6) + 1e-30)
+    between = standard_error > 1e-6 * magnitude
+    z = ((mean - x) * np.sign(x))[between] / standard_error[between]
+    assert abs(z.mean()) < 6 / math.sqrt(z.size), z.mean()
+    assert 0.9 < np.mean(z**2) < 1.1, np.mean(z**2)
+
+
+# ---------------------------------------------------------------------------
 # Stochastic rounding: right on average, each time within one code.
 
 SEEDS = 200
