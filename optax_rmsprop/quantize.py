@@ -227,7 +227,7 @@ def _noise(shape: tuple[int, ...], seed: jax.Array) -> jax.Array:
     """Uniform integers in ``[0, 2**_SHIFT)``, one per element, from a hash of ``seed``
     and the element's position (a cheap integer hash: a few multiplies and shifts)."""
     index = jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape)
-    x = index * jnp.uint32(0x9E3779B1) + seed.astype(jnp.uint32)
+    x = index * jnp.uint32(0x9E3779B1) + jnp.asarray(seed).astype(jnp.uint32)
     for shift, multiplier in ((16, 0x21F0AAAD), (15, 0x735A2D97)):
         x = (x ^ (x >> shift)) * jnp.uint32(multiplier)
     x = x ^ (x >> 15)
@@ -269,6 +269,25 @@ def block_max(q: QuantizedArray, config: Int8) -> jax.Array:
     return _fraction(jnp.max(_blocks(q.codes, config.block_size), axis=-1)) * q.scales
 
 
+def _per_block_factors(scales: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The two factors that take a value to its ratio to its block's scale (0 for a zero
+    scale).
+
+    ``v / scale`` as XLA computes it is ``v * (1 / scale)``; above 2**126 that inverse
+    would be subnormal, which XLA flushes to 0, so large scales are first divided by
+    2**64 (and the ratio after): both exact. Each factor ends in a division, which XLA
+    computes once per block, in a pass of its own: a cheaper expression would be fused
+    into the elementwise pass and recomputed, with whatever the scales are computed from,
+    for every value of the block.
+    """
+    big = scales > 2.0**64
+    shift = 1 / jnp.where(big, 2.0**64, 1.0)
+    inverse = (scales > 0).astype(scales.dtype) / jnp.where(
+        scales > 0, jnp.where(big, scales * 2.0**-64, scales), 1.0
+    )
+    return inverse, shift
+
+
 def quantize(
     v: jax.Array, config: Int8, seed: jax.Array | None = None, scales: jax.Array | None = None
 ) -> QuantizedArray:
@@ -282,18 +301,14 @@ def quantize(
     v = v.astype(jnp.float32)
     if scales is None:
         scales = jnp.max(_blocks(v, config.block_size), axis=-1)
-    # v / scale, as XLA computes it: v * (1 / scale). Above 2**126 that inverse would be
-    # subnormal, which XLA flushes to 0, so large scales are first divided by 2**64 (and
-    # the ratio after): both exact.
-    shift = jnp.where(scales > 2.0**64, 2.0**-64, 1.0)
-    inverse = jnp.where(scales > 0, 1 / (scales * shift), 0.0)
+    inverse, shift = _per_block_factors(scales)
     spread = functools.partial(_spread, like=v, block_size=config.block_size)
     ratio = v * spread(inverse) * spread(shift)
     bits = jax.lax.bitcast_convert_type(ratio, jnp.int32) - _BASE
     if config.rounding == "stochastic":
         if seed is None:
             raise ValueError("stochastic rounding needs a seed.")
-        bits = bits + _noise(v.shape, jnp.asarray(seed))
+        bits = bits + _noise(v.shape, seed)
     else:
         bits = bits + (1 << (_SHIFT - 1))
     codes = jnp.clip(bits >> _SHIFT, 1, 255)
@@ -312,14 +327,13 @@ def quantize_signed(x: jax.Array, config: Int8, seed: jax.Array | None = None) -
     """
     x = x.astype(jnp.float32)
     scales = block_max_abs(x, config)
-    shift = jnp.where(scales > 2.0**64, 2.0**-64, 1.0)  # as in quantize
-    inverse = jnp.where(scales > 0, 1 / (scales * shift), 0.0)
+    inverse, shift = _per_block_factors(scales)
     spread = functools.partial(_spread, like=x, block_size=config.block_size)
     ratio = jnp.abs(x) * spread(inverse) * spread(shift)
     if config.rounding == "stochastic":
         if seed is None:
             raise ValueError("stochastic rounding needs a seed.")
-        noise = _noise(x.shape, jnp.asarray(seed))
+        noise = _noise(x.shape, seed)
     else:
         noise = jnp.int32(1 << (_SHIFT - 1))
     magnitude = jnp.clip(
