@@ -77,7 +77,7 @@ nitpick_ignore_regex = [
     (
         r"py:class",
         r"(Any|Callable|NamedTuple|Sequence|int|float|bool|str|bytes|tuple|list|dict|"
-        r"None|object|type|complex|Mesh|NamedSharding|PartitionSpec|AxisType|MaskOrFn)",
+        r"None|object|type|complex|Mesh|NamedSharding|PartitionSpec|AxisType|MaskOrFn|StateDtype)",
     ),
     (r"py:class", r"(PyTree|ArrayTree|ArrayLike|ScalarOrSchedule|Updates|Params|DTypeLike)"),
 ]
@@ -96,6 +96,7 @@ autodoc_type_aliases = {
         "jax.typing.ArrayLike",
         "jax.typing.DTypeLike",
         "MaskOrFn",
+        "StateDtype",
     )
 }
 napoleon_google_docstring = True

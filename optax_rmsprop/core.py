@@ -1,15 +1,14 @@
-"""The RMSProp update rule: its state, ``scale_by_rms`` and ``rmsprop``.
+"""The RMSProp update rule: its equations, its state, ``scale_by_rms`` and ``rmsprop``.
 
-:func:`_rule` is the rule, one parameter's step under the equations it follows. Around
-it, :func:`_leaf_update` handles how the buffers are stored (8-bit blocks, (re, im)
-pairs, narrow dtypes); ``_init`` and ``_update`` are the transformation's two halves.
-Everything else in the package (presets, demos) builds on this module; this module
-imports nothing from the rest of the package but the hyperparameters, the checks and
-the 8-bit format.
+:func:`_rule` is the rule, one parameter's step, each line labelled with the number of
+the equation in :data:`EQUATIONS` that it computes. Around it, :func:`_leaf_update`
+handles how the buffers are stored (8-bit blocks, (re, im) pairs, narrow dtypes);
+``_init`` and ``_update`` are the transformation's two halves. The options and the
+static configuration are declared in :mod:`optax_rmsprop.options`; this module imports
+nothing from the rest of the package but them, the hyperparameters, the checks and the
+8-bit format.
 """
 
-import dataclasses
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -18,12 +17,103 @@ import numpy as np
 import optax
 
 from optax_rmsprop import hyperparameters as hp
-from optax_rmsprop import quantize
+from optax_rmsprop import options, quantize
 from optax_rmsprop import validation as check
+from optax_rmsprop.options import FLAGS, OPTIONS, MaskOrFn, StateDtype
+from optax_rmsprop.options import Config as _Config
 
-__all__ = ["RMSPropState", "rmsprop", "scale_by_rms"]
+__all__ = ["EQUATIONS", "RMSPropState", "rmsprop", "scale_by_rms"]
 
-MaskOrFn = Any  # a pytree of bools shaped like the params (or a prefix), or a callable
+
+class Equation(NamedTuple):
+    """One numbered equation of the rule: LaTeX (for the docs) and plain text (README)."""
+
+    number: int
+    tex: str
+    text: str
+
+
+EQUATIONS: tuple[Equation, ...] = (
+    Equation(1, r"g_t &\leftarrow -g_t \text{ (maximize)}", "gₜ ← −gₜ  (maximize)"),
+    Equation(
+        2,
+        r"g_t &\leftarrow g_t + \lambda_t \theta_{t-1} \text{ (coupled weight decay)}",
+        "gₜ ← gₜ + λₜ θₜ₋₁  (coupled weight decay)",
+    ),
+    Equation(
+        3,
+        r"v_t &\leftarrow (1 - \rho_t) |g_t|^2 + \rho_t v_{t-1},"
+        r" \quad v_0 = \text{initial\_scale}",
+        "vₜ ← (1 − ρₜ) |gₜ|² + ρₜ vₜ₋₁,  v₀ = initial_scale",
+    ),
+    Equation(
+        4,
+        r"\bar m_t &\leftarrow (1 - \rho_t) g_t + \rho_t \bar m_{t-1}"
+        r" \text{ (centered)}, \quad \bar m_0 = 0",
+        "m̄ₜ ← (1 − ρₜ) gₜ + ρₜ m̄ₜ₋₁  (centered), m̄₀ = 0",
+    ),
+    Equation(
+        5,
+        r"\hat v_t, \hat m_t &\leftarrow v_t / (1 - \rho_t^t),\;"
+        r" \bar m_t / (1 - \rho_t^t) \text{ (bias correction)}",
+        "v̂ₜ, m̂ₜ ← vₜ / (1 − ρₜᵗ), m̄ₜ / (1 − ρₜᵗ)  (bias correction)",
+    ),
+    Equation(
+        6,
+        r"\sigma^2_t &\leftarrow \max(\hat v_t - |\hat m_t|^2, 0)"
+        r" \text{ (centered), else } \hat v_t",
+        "σₜ² ← max(v̂ₜ − |m̂ₜ|², 0)  (centered), else v̂ₜ",
+    ),
+    Equation(
+        7,
+        r"s_t &\leftarrow g_t / \sqrt{\sigma^2_t + \varepsilon_t}"
+        r" \text{ (eps\_in\_sqrt), else } g_t / (\sqrt{\sigma^2_t} + \varepsilon_t)",
+        "sₜ ← gₜ / √(σₜ² + εₜ)  (eps_in_sqrt), else gₜ / (√σₜ² + εₜ)",
+    ),
+    Equation(
+        8,
+        r"b_t &\leftarrow -\eta_t s_t + \mu_t b_{t-1},\; u_t = b_t"
+        r" \text{ (nesterov: } u_t = -\eta_t s_t + \mu_t b_t)",
+        "bₜ ← −ηₜ sₜ + μₜ bₜ₋₁, uₜ = bₜ  (nesterov: uₜ = −ηₜ sₜ + μₜ bₜ)",
+    ),
+    Equation(
+        9,
+        r"b_t &\leftarrow s_t + \mu_t b_{t-1},\; u_t = -\eta_t b_t"
+        r" \text{ (lr\_in\_momentum=False;} \\"
+        r" &\qquad \text{nesterov: } u_t = -\eta_t(s_t + \mu_t b_t))",
+        "bₜ ← sₜ + μₜ bₜ₋₁, uₜ = −ηₜ bₜ  (lr_in_momentum=False; nesterov: uₜ = −ηₜ (sₜ + μₜ bₜ))",
+    ),
+    Equation(
+        10,
+        r"u_t &\leftarrow -\eta_t s_t \text{ (no momentum; scale\_by\_rms: } u_t = s_t)",
+        "uₜ ← −ηₜ sₜ  (no momentum; scale_by_rms: uₜ = sₜ)",
+    ),
+    Equation(
+        11,
+        r"u_t &\leftarrow u_t - \eta_t \lambda_t \theta_{t-1} \text{ (decoupled weight decay)}",
+        "uₜ ← uₜ − ηₜ λₜ θₜ₋₁  (decoupled weight decay)",
+    ),
+)
+"""The rule's equations, numbered: the one source of the docstrings' ``.. math::`` blocks,
+the docs' page on the rule and (checked by a test) the README's copy."""
+
+
+def equations_tex() -> str:
+    """:data:`EQUATIONS` as one LaTeX ``align*`` block, each line tagged with its number."""
+    lines = [rf"  {e.tex} && ({e.number})" for e in EQUATIONS]
+    return "\\begin{align*}\n" + " \\\\\n".join(lines) + "\n\\end{align*}"
+
+
+def equations_text() -> str:
+    """:data:`EQUATIONS` in plain text, each after its number: the README's copy."""
+    return "\n".join(f"{f'({e.number})':<5}{e.text}" for e in EQUATIONS)
+
+
+def _with_equations(docstring: str | None) -> str:
+    """``docstring`` with its ``{equations}`` line replaced by the indented math block."""
+    assert docstring is not None
+    block = "\n".join(("      " + line).rstrip() for line in equations_tex().splitlines())
+    return docstring.replace("      {equations}", block)
 
 
 class RMSPropState(NamedTuple):
@@ -38,41 +128,13 @@ class RMSPropState(NamedTuple):
     momentum: optax.Updates | None  # momentum buffer (``momentum`` not None)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Config:
-    """The static part of a configuration: everything that shapes the computation.
-
-    It is hashable, so one compiled update serves every transformation built with
-    the same configuration, whatever the values of its array hyperparameters (as
-    ``optax.inject_hyperparams`` passes them). Python numbers are part of it:
-    compile-time constants of the eager step as of a caller's jitted one, so that the
-    compiler folds them the same way in both and jit gives the eager step's bits.
-    """
-
-    eps_in_sqrt: bool
-    centered: bool
-    nesterov: bool
-    bias_correction: bool
-    use_momentum: bool
-    lr_in_momentum: bool
-    weight_decay: str | None  # None, "coupled" or "decoupled"
-    weight_decay_mask: Any  # None, a callable, or (treedef, leaves) of a pytree
-    maximize: bool
-    split_complex: bool
-    scale_only: bool  # scale_by_rms: no learning rate and no sign flip
-    nu_dtype: Any  # None, a float dtype, or a quantize.Int8
-    mu_dtype: Any  # None, a float dtype, or a quantize.Int8 (signed codes)
-    schedules: tuple[tuple[str, Callable[[jax.Array], Any]], ...]
-    constants: tuple[tuple[str, float], ...]  # hyperparameters given as Python numbers
-
-
 class _Stored(NamedTuple):
-    """For each buffer, its new value rounded to what the state will hold, kept in the
-    arithmetic's dtype: the rule goes on from exactly what a resumed run would read."""
+    """For each buffer, the dtype it is stored in, or None where its new value is kept as
+    computed (v in 8-bit blocks, or a buffer the configuration does not have)."""
 
-    nu: Callable[[jax.Array], jax.Array]
-    mu: Callable[[jax.Array], jax.Array]
-    momentum: Callable[[jax.Array], jax.Array]
+    nu: Any
+    mu: Any
+    momentum: Any
 
 
 # ---------------------------------------------------------------------------
@@ -97,28 +159,7 @@ def _rule(
 
     .. math::
 
-      \begin{align*}
-        g_t &\leftarrow -g_t \text{ (maximize)} && (1) \\
-        g_t &\leftarrow g_t + \lambda \theta_{t-1}
-          \text{ (coupled weight decay)} && (2) \\
-        v_t &\leftarrow (1 - \rho) |g_t|^2 + \rho v_{t-1} && (3) \\
-        \bar m_t &\leftarrow (1 - \rho) g_t + \rho \bar m_{t-1}
-          \text{ (centered)} && (4) \\
-        \hat v_t, \hat m_t &\leftarrow
-          v_t / (1 - \rho^t), \bar m_t / (1 - \rho^t)
-          \text{ (bias correction)} && (5) \\
-        \sigma^2_t &\leftarrow \max(\hat v_t - |\hat m_t|^2, 0)
-          \text{ (centered), else } \hat v_t && (6) \\
-        s_t &\leftarrow g_t / \sqrt{\sigma^2_t + \varepsilon}
-          \text{, or } g_t / (\sqrt{\sigma^2_t} + \varepsilon) && (7) \\
-        b_t &\leftarrow -\eta s_t + \mu b_{t-1},\; u_t = b_t
-          \text{ (nesterov: } -\eta s_t + \mu b_t) && (8) \\
-        b_t &\leftarrow s_t + \mu b_{t-1},\; u_t = -\eta b_t
-          \text{ (nesterov: } -\eta (s_t + \mu b_t)) && (9) \\
-        u_t &\leftarrow -\eta s_t \text{ (no momentum)} && (10) \\
-        u_t &\leftarrow u_t - \eta \lambda \theta_{t-1}
-          \text{ (decoupled weight decay)} && (11)
-      \end{align*}
+      {equations}
 
     (8) keeps η inside the buffer (``lr_in_momentum``), (9) outside it. How the
     hyperparameters and the leaky averages round: see ``hyperparameters``.
@@ -126,55 +167,80 @@ def _rule(
     cd = jnp.result_type(jnp.float32, g.dtype, v.dtype)  # at least float32
     real = jnp.finfo(cd).dtype
     g = g.astype(cd)
-    if c.maximize:  # (1)
-        g = -g
-    if c.weight_decay == "coupled" and theta is not None:  # (2)
-        g = g + h.weight_decay * theta.astype(cd)
-    # |g|^2 beyond what v's dtype holds (less a few roundings) counts as that much, so
-    # the state stays finite.
-    g_sq = _abs_sq(g)
-    v_new = stored.nu(  # (3)
-        hp.leaky_average(v.astype(real), jnp.minimum(g_sq, _largest_square(v.dtype)), h)
-    )
-    v_hat = v_new
-    if c.bias_correction:  # (5)
-        debias = hp.bias_correction(t, real, h)
-        v_hat = v_new / debias
-    m_new = None
+    if c.maximize:
+        g = -g  # (1)
+    if c.weight_decay == "coupled" and theta is not None:
+        g = g + h.weight_decay * theta.astype(cd)  # (2)
+    g_sq = _abs_sq(g)  # |g|^2 of (3) and (7)
+    v_new = _average(v.astype(real), _saturated(g_sq, v.dtype), h, stored.nu)  # (3)
+    debias = hp.bias_correction(t, real, h) if c.bias_correction else None  # (5)
+    v_hat = v_new if debias is None else v_new / debias  # (5)
+    m_new = m_hat = None
     if m is not None:
-        m_new = stored.mu(hp.leaky_average(m.astype(cd), g, h))  # (4)
-        m_hat = m_new / debias if c.bias_correction else m_new  # (5)
-        m_sq = _abs_sq(m_hat)  # unclamped, v_hat - |m|^2 compiles to one fused multiply-add
-        if c.bias_correction:  # v_hat can overflow: then inf - m_sq is inf, not NaN
-            m_sq = jnp.minimum(m_sq, jnp.finfo(cd).max)
-        v_hat = jnp.maximum(v_hat - m_sq, 0)  # (6), clamped: no NaN from rounding
-    elif c.eps_in_sqrt:
-        # v_hat >= 0: the abs is the identity, but it shows the compiler that v_hat + eps
-        # >= eps, so the root needs no code for arguments that are 0, negative or subnormal.
-        v_hat = jnp.abs(v_hat)
-    # Where |g|^2 overflows the arithmetic too, that step's s is 0 (NaN for an infinite
-    # g, as in optax).
-    g_s = jnp.where(g_sq == jnp.inf, 0 * g, g)
-    if c.eps_in_sqrt:  # (7)
-        s = jax.lax.rsqrt(v_hat + h.eps) * g_s
+        m_new = _average(m.astype(cd), g, h, stored.mu)  # (4)
+        m_hat = m_new if debias is None else m_new / debias  # (5)
+    sigma_sq = _variance(c, v_hat, m_hat)  # (6)
+    g_s = _finite_part(g, g_sq)  # (7)
+    if c.eps_in_sqrt:
+        s = jax.lax.rsqrt(sigma_sq + h.eps) * g_s  # (7)
     else:
-        s = g_s / (jnp.sqrt(v_hat) + h.eps)
+        s = g_s / (jnp.sqrt(sigma_sq) + h.eps)  # (7)
     lr, mu = h.learning_rate, h.momentum
     b_new = None
-    if c.scale_only:  # scale_by_rms: s
-        u = s
-    elif b is None:  # (10)
-        u = -lr * s
-    elif c.lr_in_momentum:  # (8)
-        u = -lr * s
-        b_new = stored.momentum(u + mu * b.astype(cd))
-        u = u + mu * b_new if c.nesterov else b_new
-    else:  # (9)
-        b_new = stored.momentum(s + mu * b.astype(cd))
-        u = -lr * (s + mu * b_new if c.nesterov else b_new)
-    if c.weight_decay == "decoupled" and theta is not None:  # (11)
-        u = u - h.lr_weight_decay * theta.astype(cd)
+    if c.scale_only:
+        u = s  # (10), scale_by_rms
+    elif b is None:
+        u = -lr * s  # (10)
+    elif c.lr_in_momentum:
+        u = -lr * s  # (8)
+        b_new = _as_stored(u + mu * b.astype(cd), stored.momentum)  # (8)
+        u = u + mu * b_new if c.nesterov else b_new  # (8)
+    else:
+        b_new = _as_stored(s + mu * b.astype(cd), stored.momentum)  # (9)
+        u = -lr * (s + mu * b_new if c.nesterov else b_new)  # (9)
+    if c.weight_decay == "decoupled" and theta is not None:
+        u = u - h.lr_weight_decay * theta.astype(cd)  # (11)
     return u, v_new, m_new, b_new
+
+
+_rule.__doc__ = _with_equations(_rule.__doc__)
+
+
+def _average(old: jax.Array, new: jax.Array, h: hp.Hyperparameters, dtype: Any) -> jax.Array:
+    """(3), (4): the leaky average, rounded to the ``dtype`` its buffer is stored in
+    (None: as computed) and kept in the arithmetic's dtype, so that the rule goes on from
+    exactly what a resumed run would read."""
+    return _as_stored(hp.leaky_average(old, new, h), dtype)
+
+
+def _saturated(g_sq: jax.Array, v_dtype: Any) -> jax.Array:
+    """(3): |g|^2 beyond what v's dtype holds (less a few roundings) counts as that
+    much, so the state stays finite."""
+    return jnp.minimum(g_sq, _largest_square(v_dtype))
+
+
+def _largest_square(dtype: Any) -> Any:
+    """Where |g|^2 saturates for a v of ``dtype``: its largest value, less a few roundings."""
+    return jnp.finfo(dtype).max * (1 - 4 * jnp.finfo(dtype).eps)
+
+
+def _variance(c: _Config, v_hat: jax.Array, m_hat: jax.Array | None) -> jax.Array:
+    """(6): σ² = max(v̂ - |m̂|^2, 0) when centered (clamped: no NaN from rounding), else v̂."""
+    if m_hat is None:
+        # v_hat >= 0: the abs is the identity, but it shows the compiler that v_hat + eps
+        # >= eps, so the root of (7) needs no code for arguments that are 0, negative or
+        # subnormal.
+        return jnp.abs(v_hat) if c.eps_in_sqrt else v_hat
+    m_sq = _abs_sq(m_hat)  # unclamped, v_hat - |m|^2 compiles to one fused multiply-add
+    if c.bias_correction:  # v_hat can overflow: then inf - m_sq is inf, not NaN
+        m_sq = jnp.minimum(m_sq, jnp.finfo(m_sq.dtype).max)
+    return jnp.maximum(v_hat - m_sq, 0)
+
+
+def _finite_part(g: jax.Array, g_sq: jax.Array) -> jax.Array:
+    """(7): g, but 0 where |g|^2 overflows the arithmetic too, so that step's s is 0 (NaN
+    for an infinite g, as in optax)."""
+    return jnp.where(g_sq == jnp.inf, 0 * g, g)
 
 
 # ---------------------------------------------------------------------------
@@ -214,11 +280,6 @@ def _is_none(x: Any) -> bool:
     return x is None
 
 
-def _largest_square(dtype: Any) -> Any:
-    """Where |g|^2 saturates for a v of ``dtype``: its largest value, less a few roundings."""
-    return jnp.finfo(dtype).max * (1 - 4 * jnp.finfo(dtype).eps)
-
-
 def _to_pairs(x: jax.Array) -> jax.Array:
     return jnp.stack([x.real, x.imag], axis=-1) if jnp.iscomplexobj(x) else x
 
@@ -232,19 +293,30 @@ def _abs_sq(x: jax.Array) -> jax.Array:
 
 
 def _as_stored(x: jax.Array, dtype: Any) -> jax.Array:
-    """``x`` rounded to the dtype its buffer is stored in, kept in ``x``'s dtype.
+    """(3), (4), (8), (9): ``x`` rounded to the dtype its buffer is stored in (None: kept
+    as it is), kept in ``x``'s dtype.
 
     The update then uses exactly what is stored (what a resumed run would read), and
     XLA needs no copy of a narrow buffer that one pass reads and another overwrites.
     """
-    return x if x.dtype == dtype else x.astype(dtype).astype(x.dtype)
-
-
-def _unchanged(x: jax.Array) -> jax.Array:
-    return x
+    return x if dtype is None or x.dtype == dtype else x.astype(dtype).astype(x.dtype)
 
 
 Buffer = Any  # a leaf of the state: an array, a quantize.QuantizedArray, or None
+
+
+# Where the update is the new momentum ((8) without nesterov), the caller gets one
+# array, not a copy: a jitted function returns a copy of each array it returns twice, so
+# the leaf's update returns None in the update's place and ``_update``, outside the jit,
+# hands out the momentum's array there.
+
+
+def _unalias(u: jax.Array, b_new: jax.Array | None) -> jax.Array | None:
+    return None if u is b_new else u
+
+
+def _realias(updates: optax.Updates, momentum: optax.Updates) -> optax.Updates:
+    return jax.tree.map(lambda u, b: b if u is None else u, updates, momentum, is_leaf=_is_none)
 
 
 def _leaf_update(
@@ -265,7 +337,7 @@ def _leaf_update(
     ``values`` holds the hyperparameters that are arrays (and schedules' values); those
     given as Python numbers come from the configuration, as constants. ``leaf_seed``
     tells the leaf's stream of rounding noise apart (8-bit ``v`` only, else None). The
-    update is None where it is the new momentum: the caller hands out that one array.
+    update is None where it is the new momentum (see ``_unalias``).
     """
     # Python numbers stay Python floats, and what is derived from them is computed in
     # float64 and rounded once where it meets an array (see hyperparameters.derive).
@@ -277,10 +349,10 @@ def _leaf_update(
     v_float = quantize.dequantize(v, config.nu_dtype) if quantized else v
     m_stored, b_stored = m, b
     m, b = _dequantized(config, m, g), _dequantized(config, b, g)
-    stored = _Stored(
-        nu=_unchanged if quantized else lambda x: _as_stored(x, v_float.dtype),
-        mu=_unchanged if m is None else lambda x: _as_stored(x, m.dtype),
-        momentum=_unchanged if b is None else lambda x: _as_stored(x, b.dtype),
+    stored = _Stored(  # 8-bit blocks: kept as computed, rounded once stored below
+        nu=None if quantized else v_float.dtype,
+        mu=None if m is None or m is not m_stored else m.dtype,
+        momentum=None if b is None or b is not b_stored else b.dtype,
     )
     theta = p if decays_weight else None
     u, v_new, m_new, b_new = _rule(config, h, t, g, theta, v_float, m, b, stored)
@@ -290,8 +362,8 @@ def _leaf_update(
     u = u.astype(g_given.dtype)
     m_new = None if m is None or m_new is None else m_new.astype(m.dtype)
     b_new = None if b is None or b_new is None else b_new.astype(b.dtype)
-    # the update is the momentum: one array, no copy (not when the state holds its codes)
-    u_or_none = None if u is b_new and b_stored is b else u
+    # the update is the momentum: one array, no copy (not where the state holds its codes)
+    u_or_none = _unalias(u, b_new) if b_stored is b else u
     if quantized:
         v_out: Buffer = _requantize(config, h, t, leaf_seed, decays_weight, g_given, v, v_new)
     else:
@@ -397,8 +469,8 @@ def _step(
     values: dict[str, Any],
     config: _Config,
 ) -> tuple[optax.Updates, RMSPropState]:
-    """The update, with None for each leaf whose update is its new momentum (the caller
-    hands out the momentum's array there: outside jit one array, not a copy)."""
+    """The update, with None for each leaf whose update is its new momentum (see
+    ``_unalias``)."""
     count = state.count
     values = dict(values)
     for name, schedule in config.schedules:
@@ -520,91 +592,43 @@ def _update(
         updates, state = _step(updates, state, params, values, config)
     else:
         updates, state = _jitted_step(updates, state, params, values, config=config)
-    if config.use_momentum:  # where the update is the new momentum: one array, not a copy
-        updates = jax.tree.map(
-            lambda u, b: b if u is None else u, updates, state.momentum, is_leaf=_is_none
-        )
+    if config.use_momentum:
+        updates = _realias(updates, state.momentum)
     return updates, state
 
 
-def _build(
-    *,
-    learning_rate: optax.ScalarOrSchedule | None,
-    decay: optax.ScalarOrSchedule,
-    eps: optax.ScalarOrSchedule,
-    initial_scale: jax.typing.ArrayLike,
-    eps_in_sqrt: bool,
-    centered: bool,
-    momentum: optax.ScalarOrSchedule | None,
-    nesterov: bool,
-    bias_correction: bool,
-    weight_decay: optax.ScalarOrSchedule | None,
-    decoupled_weight_decay: bool,
-    weight_decay_mask: MaskOrFn | None,
-    lr_in_momentum: bool,
-    maximize: bool,
-    split_complex: bool,
-    nu_dtype: Any,
-    mu_dtype: Any,
-) -> optax.GradientTransformationExtraArgs:
-    """Checks the arguments, splits them into the static configuration and the array
-    values, and returns the transformation."""
-    hyperparameters: dict[str, Any] = {"decay": decay, "eps": eps}
-    if learning_rate is not None:
-        hyperparameters["learning_rate"] = learning_rate
-    if momentum is not None:
-        hyperparameters["momentum"] = momentum
-    check.check_arguments(
-        hyperparameters,
-        initial_scale=initial_scale,
-        weight_decay=weight_decay,
-        bias_correction=bias_correction,
-        nesterov=nesterov,
-        momentum=momentum,
-        flags=dict(
-            eps_in_sqrt=eps_in_sqrt,
-            centered=centered,
-            nesterov=nesterov,
-            bias_correction=bias_correction,
-            decoupled_weight_decay=decoupled_weight_decay,
-            lr_in_momentum=lr_in_momentum,
-            maximize=maximize,
-            split_complex=split_complex,
-        ),
-    )
-    use_weight_decay = weight_decay is not None and not hp.is_concrete_zero(weight_decay)
-    if use_weight_decay:
-        hyperparameters["weight_decay"] = weight_decay
-    config = _Config(
-        eps_in_sqrt=bool(eps_in_sqrt),
-        centered=bool(centered),
-        nesterov=bool(nesterov),
-        bias_correction=bool(bias_correction),
-        use_momentum=momentum is not None,
-        lr_in_momentum=bool(lr_in_momentum),
-        weight_decay=(
-            ("decoupled" if decoupled_weight_decay else "coupled") if use_weight_decay else None
-        ),
-        weight_decay_mask=check.hashable_mask(weight_decay_mask),
-        maximize=bool(maximize),
-        split_complex=bool(split_complex),
-        scale_only=learning_rate is None,
-        nu_dtype=check.state_dtype("nu_dtype", nu_dtype),
-        mu_dtype=check.state_dtype("mu_dtype", mu_dtype),
-        schedules=tuple(
-            (name, value) for name, value in hyperparameters.items() if hp.is_schedule(value)
-        ),
-        constants=tuple(
-            (name, hp.as_constant(value))
-            for name, value in hyperparameters.items()
-            if hp.is_constant(value)
-        ),
-    )
-    values = {  # arrays: arguments of the compiled step
-        name: value
-        for name, value in hyperparameters.items()
-        if name not in dict(config.schedules) and name not in dict(config.constants)
+def _build(arguments: dict[str, Any]) -> optax.GradientTransformationExtraArgs:
+    """The transformation for ``arguments``, one value for each option of
+    :data:`~optax_rmsprop.options.OPTIONS`: checks them, splits them into the static
+    configuration and the array values, and closes ``init`` and ``update`` over both."""
+    check.check_arguments(arguments)
+    a = arguments
+    hyperparameters = {
+        o.name: a[o.name] for o in OPTIONS if o.kind == "hyperparameter" and a[o.name] is not None
     }
+    if "weight_decay" in hyperparameters and hp.is_concrete_zero(a["weight_decay"]):
+        del hyperparameters["weight_decay"]  # a plain 0 turns weight decay off
+    use_weight_decay = "weight_decay" in hyperparameters
+    config = _Config(
+        **{name: bool(a[name]) for name in FLAGS},
+        use_momentum=a["momentum"] is not None,
+        weight_decay=(
+            ("decoupled" if a["decoupled_weight_decay"] else "coupled")
+            if use_weight_decay
+            else None
+        ),
+        weight_decay_mask=check.hashable_mask(a["weight_decay_mask"]),
+        scale_only=a["learning_rate"] is None,
+        nu_dtype=check.state_dtype("nu_dtype", a["nu_dtype"]),
+        mu_dtype=check.state_dtype("mu_dtype", a["mu_dtype"]),
+        schedules=tuple((k, x) for k, x in hyperparameters.items() if hp.is_schedule(x)),
+        constants=tuple(
+            (k, hp.as_constant(x)) for k, x in hyperparameters.items() if hp.is_constant(x)
+        ),
+    )
+    static = dict(config.schedules) | dict(config.constants)
+    values = {k: x for k, x in hyperparameters.items() if k not in static}  # the compiled step's
+    initial_scale = a["initial_scale"]
 
     def init_fn(params: optax.Params) -> RMSPropState:
         return _init(config, initial_scale, params)
@@ -621,6 +645,10 @@ def _build(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+# The two public signatures are written out for their readers and their docs; their names,
+# order, defaults and types are those of OPTIONS (tests/test_core.py checks them).
+
+
 def scale_by_rms(
     decay: optax.ScalarOrSchedule = 0.9,
     eps: optax.ScalarOrSchedule = 1e-8,
@@ -631,8 +659,8 @@ def scale_by_rms(
     centered: bool = False,
     maximize: bool = False,
     split_complex: bool = False,
-    nu_dtype: Any = None,
-    mu_dtype: Any = None,
+    nu_dtype: StateDtype = None,
+    mu_dtype: StateDtype = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Rescales updates by the root of a leaky average of their squares.
 
@@ -649,6 +677,15 @@ def scale_by_rms(
       An :class:`optax.GradientTransformationExtraArgs` with state
       :class:`RMSPropState`.
 
+    Raises:
+      TypeError: ``decay`` or ``eps`` not a real number, scalar array or schedule;
+        ``initial_scale`` not a number or scalar array; ``eps_in_sqrt``,
+        ``bias_correction``, ``centered``, ``maximize`` or ``split_complex`` not a bool;
+        ``nu_dtype`` or ``mu_dtype`` not a dtype.
+      ValueError: ``decay`` not in [0, 1], ``eps`` or ``initial_scale`` negative (or
+        not a scalar); ``decay=1`` with ``initial_scale=0`` or ``bias_correction=True``;
+        a state dtype :func:`rmsprop` refuses.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> import optax_rmsprop
@@ -657,25 +694,7 @@ def scale_by_rms(
       >>> updates  # with decay 0 the step is g / |g|
       Array([-1.,  1.], dtype=float32)
     """
-    return _build(
-        learning_rate=None,
-        decay=decay,
-        eps=eps,
-        initial_scale=initial_scale,
-        eps_in_sqrt=eps_in_sqrt,
-        centered=centered,
-        momentum=None,
-        nesterov=False,
-        bias_correction=bias_correction,
-        weight_decay=None,
-        decoupled_weight_decay=False,
-        weight_decay_mask=None,
-        lr_in_momentum=True,
-        maximize=maximize,
-        split_complex=split_complex,
-        nu_dtype=nu_dtype,
-        mu_dtype=mu_dtype,
-    )
+    return _build(options.defaults() | locals())
 
 
 def rmsprop(
@@ -691,12 +710,12 @@ def rmsprop(
     *,
     weight_decay: optax.ScalarOrSchedule | None = None,
     decoupled_weight_decay: bool = False,
-    weight_decay_mask: MaskOrFn | None = None,
+    weight_decay_mask: MaskOrFn = None,
     lr_in_momentum: bool = True,
     maximize: bool = False,
     split_complex: bool = False,
-    nu_dtype: Any = None,
-    mu_dtype: Any = None,
+    nu_dtype: StateDtype = None,
+    mu_dtype: StateDtype = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""RMSProp, with every variant in one update rule.
 
@@ -707,38 +726,14 @@ def rmsprop(
 
     .. math::
 
-      \begin{align*}
-        g_t &\leftarrow -g_t \text{ if maximize} \\
-        g_t &\leftarrow g_t + \lambda_t \theta_{t-1}
-          \text{ (coupled weight decay)} \\
-        v_t &\leftarrow (1 - \rho_t) |g_t|^2 + \rho_t v_{t-1},
-          \quad v_0 = \text{initial\_scale} \\
-        \bar m_t &\leftarrow (1 - \rho_t) g_t + \rho_t \bar m_{t-1}
-          \text{ (centered)}, \quad \bar m_0 = 0 \\
-        \hat v_t, \hat m_t &\leftarrow v_t / (1 - \rho_t^t),\;
-          \bar m_t / (1 - \rho_t^t) \text{ (bias correction)} \\
-        \sigma^2_t &\leftarrow \max(\hat v_t - |\hat m_t|^2, 0)
-          \text{ (centered) else } \hat v_t \\
-        s_t &\leftarrow g_t / \sqrt{\sigma^2_t + \varepsilon_t}
-          \text{ (eps\_in\_sqrt) else } g_t / (\sqrt{\sigma^2_t} + \varepsilon_t) \\
-        b_t &\leftarrow -\eta_t s_t + \mu_t b_{t-1},\; u_t = b_t
-          \text{ (nesterov: } u_t = -\eta_t s_t + \mu_t b_t) \\
-        b_t &\leftarrow s_t + \mu_t b_{t-1},\; u_t = -\eta_t b_t
-          \text{ (lr\_in\_momentum=False;} \\
-          &\qquad \text{nesterov: } u_t = -\eta_t(s_t + \mu_t b_t)) \\
-        u_t &\leftarrow -\eta_t s_t \text{ (no momentum)} \\
-        u_t &\leftarrow u_t - \eta_t \lambda_t \theta_{t-1}
-          \text{ (decoupled weight decay)}
-      \end{align*}
+      {equations}
 
     The arithmetic runs in at least float32 and the update is cast back to the
     gradient's dtype. For hyperparameters given as Python numbers, :math:`1 - \rho`,
-    :math:`\log\rho` and :math:`\eta\lambda` are computed in float64 and rounded once;
-    the leaky averages use the one weight :math:`1 - \rho` (their weights sum to 1
-    exactly) and the bias correction is :math:`-\mathrm{expm1}(t \log\rho)`, which
-    does not cancel for :math:`\rho` near 1. Arrays and schedules' values are used in
-    their own dtype, as optax does. Unlike every framework, the centered variance is clamped at
-    zero, so rounding cannot make it negative and the step NaN.
+    :math:`\log\rho` and :math:`\eta\lambda` are computed in float64 and rounded once,
+    so that decays near 1 lose nothing; arrays and schedules' values are used in their
+    own dtype, as optax does. Unlike every framework, the centered variance is clamped
+    at zero, so rounding cannot make it negative and the step NaN.
 
     Finite gradients keep the state finite, and the update too wherever its exact
     value fits the update's dtype: :math:`|g|^2` beyond the largest value of
@@ -746,13 +741,11 @@ def rmsprop(
     step's :math:`s` is 0), and :math:`v` decays back. With ``eps=0`` the step
     divides by :math:`\sqrt{\hat v_t}`, which is 0 where every gradient so far was
     0 (0/0 is NaN) or too small to square. Skip non-finite gradients with
-    :func:`optax.apply_if_finite` (or :class:`optax.MultiSteps` with
-    :func:`optax.skip_not_finite`); leaves never mix, so a NaN reaches only its own
+    :func:`optax.apply_if_finite`; leaves never mix, so a NaN reaches only its own
     leaf's state.
 
-    With ``bias_correction=True`` and ``eps_in_sqrt=False`` this is Adam with
-    ``b1=0``: ``rmsprop(lr, decay=b2, eps=eps, eps_in_sqrt=False,
-    bias_correction=True)`` equals ``optax.adam(lr, b1=0.0, b2=b2, eps=eps)``.
+    ``rmsprop(lr, decay=b2, eps=eps, eps_in_sqrt=False, bias_correction=True)``
+    equals ``optax.adam(lr, b1=0.0, b2=b2, eps=eps)``.
 
     Args:
       learning_rate: :math:`\eta`, a number, a scalar array or a schedule.
@@ -771,23 +764,43 @@ def rmsprop(
       decoupled_weight_decay: ``False`` adds :math:`\lambda\theta` to the
         gradient (PyTorch, MXNet); ``True`` subtracts :math:`\eta\lambda\theta`
         from the update (Keras, AdamW).
-      weight_decay_mask: a pytree of bools with the params' structure (or a
-        prefix), or a callable of the params returning one, as in
-        :func:`optax.add_decayed_weights`: weight decay applies where True.
+      weight_decay_mask: a :data:`~optax_rmsprop.MaskOrFn`: a pytree of bools with
+        the params' structure (or a prefix), or a callable of the params returning
+        one, as in :func:`optax.add_decayed_weights`; weight decay applies where True.
       lr_in_momentum: keep :math:`\eta` inside the momentum buffer (optax,
         Keras, TF1) or apply the current :math:`\eta` to the whole buffer
         (PyTorch); they differ only when :math:`\eta` changes.
       maximize: ascend instead of descend (PyTorch's ``maximize``).
       split_complex: treat the real and imaginary part of a complex parameter as
         two coordinates (PyTorch) instead of using :math:`|g|^2` (optax).
-      nu_dtype: dtype of :math:`v` (default: the parameter's real dtype, but float32
-        for float16, whose range cannot hold :math:`|g|^2` for :math:`|g| \ge 256`).
-      mu_dtype: dtype of :math:`\bar m` and :math:`b` (default: the parameter's), or
-        ``"int8"`` (an :class:`~optax_rmsprop.Int8`) for signed 8-bit codes in blocks.
+      nu_dtype: a :data:`~optax_rmsprop.StateDtype`, the storage of :math:`v`:
+        ``None`` (the parameter's real dtype, but float32 for float16, whose range
+        cannot hold :math:`|g|^2` for :math:`|g| \ge 256`), a float dtype of 16 bits
+        or more, or ``"int8"`` / :class:`quantize.Int8(...) <optax_rmsprop.Int8>`
+        for 8-bit blocks.
+      mu_dtype: a :data:`~optax_rmsprop.StateDtype`, the storage of :math:`\bar m`
+        and :math:`b`: ``None`` (the parameter's dtype), a float dtype, or ``"int8"`` /
+        :class:`quantize.Int8(...) <optax_rmsprop.Int8>` for signed 8-bit blocks.
 
     Returns:
       An :class:`optax.GradientTransformationExtraArgs` with state
       :class:`RMSPropState`.
+
+    Raises:
+      TypeError: ``learning_rate``, ``decay``, ``eps``, ``momentum`` or
+        ``weight_decay`` not a real number, scalar array or schedule (``initial_scale``
+        not a number or scalar array); a flag (``eps_in_sqrt``, ``centered``,
+        ``nesterov``, ``bias_correction``, ``decoupled_weight_decay``,
+        ``lr_in_momentum``, ``maximize``, ``split_complex``) not a bool;
+        ``weight_decay_mask`` with a leaf that is not a bool; ``nu_dtype`` or
+        ``mu_dtype`` not a dtype.
+      ValueError: one of those numbers not a scalar or out of its range (``decay``
+        and ``momentum`` in [0, 1], the others >= 0); ``decay=1`` with
+        ``initial_scale=0`` or ``bias_correction=True``; ``nesterov`` without
+        ``momentum``; ``nu_dtype`` or ``mu_dtype`` not a float dtype (narrower than
+        16 bits for ``nu_dtype``), or ``mu_dtype="int8"``. ``update`` raises
+        ``ValueError``/``TypeError`` naming the pytree path for gradients, params or
+        a state that do not fit the transformation.
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax
@@ -804,22 +817,7 @@ def rmsprop(
     """
     if learning_rate is None:
         raise TypeError("learning_rate must be a number, a scalar array or a schedule; got None.")
-    return _build(
-        learning_rate=learning_rate,
-        decay=decay,
-        eps=eps,
-        initial_scale=initial_scale,
-        eps_in_sqrt=eps_in_sqrt,
-        centered=centered,
-        momentum=momentum,
-        nesterov=nesterov,
-        bias_correction=bias_correction,
-        weight_decay=weight_decay,
-        decoupled_weight_decay=decoupled_weight_decay,
-        weight_decay_mask=weight_decay_mask,
-        lr_in_momentum=lr_in_momentum,
-        maximize=maximize,
-        split_complex=split_complex,
-        nu_dtype=nu_dtype,
-        mu_dtype=mu_dtype,
-    )
+    return _build(locals())
+
+
+rmsprop.__doc__ = _with_equations(rmsprop.__doc__)

@@ -8,7 +8,7 @@ are read).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -16,9 +16,7 @@ import numpy as np
 
 from optax_rmsprop import hyperparameters as hp
 from optax_rmsprop import quantize
-
-if TYPE_CHECKING:
-    from optax_rmsprop.core import _Config
+from optax_rmsprop.options import OPTIONS, REQUIRED, Config
 
 __all__: list[str] = []  # internal to the package
 
@@ -27,31 +25,26 @@ __all__: list[str] = []  # internal to the package
 # Arguments.
 
 
-def check_arguments(
-    hyperparameters: dict[str, Any],
-    *,
-    initial_scale: Any,
-    weight_decay: Any,
-    bias_correction: Any,
-    nesterov: Any,
-    momentum: Any,
-    flags: dict[str, Any],
-) -> None:
-    """Raises for a hyperparameter or flag of the wrong type or out of range, and for
-    combinations that cannot run."""
-    checked = {**hyperparameters, "initial_scale": initial_scale}
-    if weight_decay is not None:  # checked before the test for zero reads its value
-        checked["weight_decay"] = weight_decay
-    for name, value in checked.items():
-        hp.check(name, value)
-    for name, value in flags.items():
-        if not isinstance(value, (bool, np.bool_)):
-            raise TypeError(f"{name} must be a bool; got {value!r} of type {type(value).__name__}.")
+def check_arguments(arguments: dict[str, Any]) -> None:
+    """Raises for an argument (each of :data:`~optax_rmsprop.options.OPTIONS`) of the
+    wrong type or out of range, and for combinations that cannot run. ``weight_decay_mask``
+    and the state dtypes are checked where the configuration is built from them."""
+    for option in OPTIONS:  # the numbers first: weight_decay is checked before its test for 0
+        value = arguments[option.name]
+        off = value is None and option.default in (None, REQUIRED)  # momentum=None, ...
+        if option.kind in ("hyperparameter", "number") and not off:
+            hp.check(option.name, value)
+    for option in OPTIONS:
+        value = arguments[option.name]
+        if option.kind == "flag" and not isinstance(value, (bool, np.bool_)):
+            raise TypeError(
+                f"{option.name} must be a bool; got {value!r} of type {type(value).__name__}."
+            )
+    decay, initial_scale = arguments["decay"], arguments["initial_scale"]
     if hp.is_schedule(initial_scale):
         raise TypeError("initial_scale must be a number or a scalar array, not a schedule.")
     # A number's 1 - decay is computed in float64 (so 1 - 1e-9 is no 1); an array's is
     # float32 arithmetic, where a decay within 3e-8 of 1 is 1.
-    decay = hyperparameters["decay"]
     rho = None if hp.is_schedule(decay) or hp.is_tracer(decay) else hp.as_constant(decay)
     if rho is not None and (rho == 1 or (not hp.is_constant(decay) and np.float32(rho) == 1)):
         one = "decay=1" if rho == 1 else f"decay={rho} (1 in float32)"
@@ -60,11 +53,11 @@ def check_arguments(
                 f"{one} with initial_scale=0 keeps the accumulator at 0 forever, so every "
                 "step would be learning_rate * g / sqrt(eps); use decay < 1 or initial_scale > 0."
             )
-        if bias_correction:
+        if arguments["bias_correction"]:
             raise ValueError(
                 f"{one} with bias_correction=True divides by 1 - decay**t = 0; use decay < 1."
             )
-    if nesterov and momentum is None:
+    if arguments["nesterov"] and arguments["momentum"] is None:
         raise ValueError("nesterov=True needs momentum: pass momentum=0.9, for example.")
 
 
@@ -135,7 +128,7 @@ def check_state_type(state: Any, state_type: type) -> None:
     )
 
 
-def check_buffers(state: Any, config: _Config) -> None:
+def check_buffers(state: Any, config: Config) -> None:
     """Raises for a state made by a configuration with other buffers than ``config``'s."""
     for field, wanted, option in (
         ("mu", config.centered, "centered=True"),
@@ -154,7 +147,7 @@ def check_buffers(state: Any, config: _Config) -> None:
             )
 
 
-def check_params_given(config: _Config, params: Any) -> None:
+def check_params_given(config: Config, params: Any) -> None:
     if config.weight_decay and params is None:
         raise ValueError(
             "weight_decay needs the params: call update(grads, state, params). (Under "
@@ -195,7 +188,7 @@ def check_no_buffer(where: str, v: Any) -> None:
 
 
 def check_leaf(
-    config: _Config,
+    config: Config,
     where: str,
     g: Any,
     p: Any,
@@ -250,7 +243,7 @@ def check_leaf(
         _check_buffer_dtypes(config, where, p, v, m, b, dtypes)
 
 
-def _check_first_moment(config: _Config, where: str, field: str, x: Any, g: Any) -> None:
+def _check_first_moment(config: Config, where: str, field: str, x: Any, g: Any) -> None:
     """Raises for a first-moment buffer in 8-bit blocks where this configuration keeps it
     in a float dtype, or the other way round, or in blocks of another shape."""
     if x is None:
@@ -277,7 +270,7 @@ def _check_first_moment(config: _Config, where: str, field: str, x: Any, g: Any)
 
 
 def _check_buffer_dtypes(
-    config: _Config,
+    config: Config,
     where: str,
     p: Any,
     v: Any,

@@ -9,7 +9,10 @@ properties that need no reference: dtypes, shapes, the arithmetic's precision, t
 
 from __future__ import annotations
 
+import inspect
 import itertools
+import pathlib
+import re
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +35,8 @@ from helpers import (
     with_lr,
 )
 
-from optax_rmsprop import Int8, RMSPropState, rmsprop, scale_by_rms
+from optax_rmsprop import Int8, RMSPropState, core, rmsprop, scale_by_rms
+from optax_rmsprop.options import OPTIONS
 
 STEPS = 30  # length of the trajectories compared with the oracle
 OPTAX_STEPS = 20  # length of the trajectories compared with optax
@@ -749,3 +753,56 @@ def test_an_unhashable_schedule_runs_op_by_op_and_gives_the_same_updates():
             expected, expected_state = expected_tx.update(grads, expected_state, params)
             for k in params:
                 np.testing.assert_allclose(updates[k], expected[k], rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# One declaration of the options, one source of the equations.
+
+
+@pytest.mark.parametrize("function", [rmsprop, scale_by_rms], ids=lambda f: f.__name__)
+def test_the_signatures_are_the_declared_options(function):
+    """``rmsprop``'s and ``scale_by_rms``'s arguments are those of ``options.OPTIONS``: the
+    same names, order, defaults, types and positional/keyword-only split."""
+    kinds = {
+        "positional": inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        "keyword": inspect.Parameter.KEYWORD_ONLY,
+    }
+    declared = [
+        (o.name, o.default, o.annotation, kinds[getattr(o, function.__name__)])
+        for place in kinds
+        for o in OPTIONS
+        if getattr(o, function.__name__) == place
+    ]
+    signature = inspect.signature(function).parameters.values()
+    assert [(p.name, p.default, p.annotation, p.kind) for p in signature] == declared
+
+
+@pytest.mark.parametrize(
+    "ours, theirs", [(rmsprop, optax.rmsprop), (scale_by_rms, optax.scale_by_rms)]
+)
+def test_the_positional_arguments_are_optax_s(ours, theirs):
+    """Drop-in: the positional arguments have optax's names, order and defaults."""
+    positional = [
+        (p.name, p.default)
+        for p in inspect.signature(ours).parameters.values()
+        if p.kind == p.POSITIONAL_OR_KEYWORD
+    ]
+    optax_ = [(p.name, p.default) for p in inspect.signature(theirs).parameters.values()]
+    assert positional == optax_[: len(positional)]
+
+
+def test_each_equation_is_labelled_in_the_rule_and_numbered_in_the_readme():
+    """The equations have one source, ``core.EQUATIONS``: numbered 1, 2, ... in order, each
+    computed by a labelled line of the rule, and the README's copy is the same, line by line."""
+    numbers = [e.number for e in core.EQUATIONS]
+    assert numbers == list(range(1, len(numbers) + 1))
+    source = inspect.getsource(core._rule)
+    labels = {int(n) for n in re.findall(r"# \((\d+)\)", source)}
+    assert labels == set(numbers)
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```\n(\(1\) .*?)```\n", readme, re.S)
+    assert block, "no numbered equations in the README"
+    assert block.group(1).rstrip("\n") == core.equations_text()
+    for function in (rmsprop, core._rule):
+        assert core.equations_tex().splitlines()[1].strip() in function.__doc__
+        assert "{equations}" not in function.__doc__

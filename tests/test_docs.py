@@ -440,7 +440,7 @@ def test_browser_api_page(site, tmp_path):
         "eps_in_sqrt:bool=True",
         "*,",
         "weight_decay:",
-        "nu_dtype:Any=None",
+        "nu_dtype:StateDtype=None",
     ):
         assert parameter in signature.group(1), (parameter, signature.group(1))
     for name in ("optax_rmsprop.presets.torch(", "optax_rmsprop.sharding.state_shardings("):

@@ -93,7 +93,11 @@ def _aliases() -> list[tuple[str, str]]:
     import optax
     from sphinx.util.typing import stringify_annotation
 
+    import optax_rmsprop
+
     aliases = {
+        "MaskOrFn": optax_rmsprop.MaskOrFn,
+        "StateDtype": optax_rmsprop.StateDtype,
         "optax.ScalarOrSchedule": optax.ScalarOrSchedule,
         "optax.Schedule": optax.Schedule,
         "optax.Updates": optax.Updates,
