@@ -1,36 +1,40 @@
-"""Light optimizer state: final loss and memory with float32, bfloat16 and 8-bit ``nu``.
+"""Light optimizer state: final loss and memory with every storage of the buffers.
 
-    python benchmarks/light_state.py            # about 6 minutes on 2 CPU cores
+    python benchmarks/light_state.py            # about 15 minutes on 2 busy CPU cores
     python benchmarks/light_state.py --quick    # a smoke run (smaller, fewer seeds; the
                                                 # package's 5000 Fashion-MNIST images)
+    python benchmarks/light_state.py --merge --only quadratic-0.9   # rerun one problem
 
-Three problems, each trained from the same seeds (initial parameters, data order, noise)
-with ``nu`` stored four ways: float32 (the reference), bfloat16 and 8-bit codes rounded
-stochastically (``nu_dtype="int8"``) or to nearest (``Int8(rounding="nearest")``); the
-table gives the mean final loss over seeds, its spread, the relative gap of the mean to
-float32 state, and the optimizer state's bytes per parameter
-(``optax_rmsprop.state_size``). All seeds of one problem train at once (``jax.vmap``).
+Each problem trains from the same seeds (initial parameters, data order, noise) with its
+state stored six ways: float32 (the reference), bfloat16 (v, m̄ and b), 8-bit v
+(``nu_dtype="int8"``), 8-bit v and 8-bit b/m̄ (``mu_dtype="int8"``, where the problem has
+them), and two candidate 4-bit second moments with 8-bit b/m̄: v rounded after every step
+through 4-bit codes in blocks of 128 (as torchao's 4-bit state) or through rank-1
+normalization and a linear map without zero (Li et al., 2023). The 4-bit candidates are
+measured here, not shipped. All seeds of a problem train at once (``jax.vmap``).
+
+For each storage: the mean final loss over seeds and its spread, the gap of the mean to
+float32 state's with its standard error (from both runs' spread over the seeds), the
+verdict (within noise: within 2 standard errors), the state's bytes per parameter, and
+for 4-bit v whether every problem is within noise. These are computed and written here
+(``benchmarks/results/light_state.json``, with the machine); ``render.py`` draws them.
 
 * **airfoil**: d2l 11.8's linear regression (``presets.d2l``: lr 0.01, γ 0.9, ε 1e-6,
-  minibatches of 10, 2 epochs, 1500 rows), 16 seeds; the loss is mean (ŷ − y)²/2 over the
-  1500 rows after the last step. Its weight has 5 values, so the 8-bit run uses blocks of
-  4 (``Int8(block_size=4, min_size=4)``): with the default ``min_size`` nothing would be
-  quantized.
-* **fashion_mnist**: an MLP 784-256-128-10 (ReLU) on the 60 000 training images, 3 epochs
-  of minibatches of 128, RMSProp (decay 0.9, and PyTorch's 0.99) with the learning rate on
-  a cosine from 1e-3 to 0, 3 seeds; the loss is the cross-entropy on the 60 000 images
-  after training (test accuracy beside it). Default ``Int8()``: both large weight matrices
-  are 8-bit.
-* **quadratic**: the noisy quadratic model (Zhang et al., 2019), f(x) = ½ Σ hᵢxᵢ² with
-  hᵢ = 1/i for i = 1..65 536 in a random order (so every block of v spans the whole range),
-  stochastic gradient hᵢxᵢ + 0.1·√hᵢ·ξ, x₀ ~ N(0, 1), 3000 steps, 4 seeds; default
-  ``Int8()``. Run at decay 0.9, 0.99 and 0.999, with a constant learning rate 0.01 and with
-  a cosine from 0.01 to 0: the decay sweep shows where low-precision ``v`` starts to
-  matter (with rounding to nearest, a leaky average that moves by less than half a code
-  per step stays put; stochastic rounding follows it on average).
+  minibatches of 10, 2 epochs), 16 seeds. Its weight has 5 values, so the 8-bit runs use
+  blocks of 4 (``Int8(block_size=4, min_size=4)``).
+* **quadratic-ρ**: the noisy quadratic model (Zhang et al., 2019), f(x) = ½ Σ hᵢxᵢ² with
+  hᵢ = 1/i for i = 1..65 536 in a random order, stochastic gradient hᵢxᵢ + 0.1·√hᵢ·ξ,
+  RMSProp with momentum 0.9, lr 1e-3, decay ρ = 0.9, 0.99, 0.999; 3000 steps, 4 seeds.
+* **fashion_mnist-mlp**: an MLP 784-256-128-10 on the 60 000 training images, 2 epochs of
+  128, RMSProp decay 0.9, cosine lr 1e-3 → 0, 3 seeds; loss on the training set, test
+  accuracy beside it.
+* **fashion_mnist-cnn**: momentum as its users run it, the TF-style recipe of EfficientNet
+  and MobileNet: ``presets.tf1`` centered, momentum 0.9, decay 0.9, ε 1e-3, cosine lr
+  1e-3 → 0, on a CNN (3x3 convolutions of 16 and 32 channels, stride 2, then dense 64 and
+  10), 2 epochs of 128 over 10 000 training images, 3 seeds.
 
-Writes ``benchmarks/results/light_state.json`` with the machine it ran on; ``render.py`` makes
-``light_state.md`` from it.
+The state-size table: a 1.3B-parameter transformer's shapes (``state_size``), every
+storage, beside what bitsandbytes' and torchao's formats take for the same buffers.
 """
 
 from __future__ import annotations
