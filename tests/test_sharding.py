@@ -426,7 +426,20 @@ def test_vmap_over_an_ensemble_keeps_each_member_on_its_device(on8, nu_dtype):
     ]
     got = result(future)
     for k in range(8):
-        assert_close(jax.tree.map(lambda x, k=k: x[k], got), expected[k], what=f"member {k}")
+        member = jax.tree.map(lambda x, k=k: x[k], got)
+        if nu_dtype != "all_int8":
+            assert_close(member, expected[k], what=f"member {k}")
+            continue
+        # 8-bit b: where the two compilations round a value differently by a last place
+        # at a code's edge, b takes the next code (1/8 of it), and the parameter moves by
+        # the learning rate (0.1) times that: as rare as in the steps' codes (at most 1e-3
+        # of the values), and then by at most 0.1 / 8 here (3e-5 seen).
+        for (path, a), e in zip(
+            jax.tree.leaves_with_path(member), jax.tree.leaves(expected[k]), strict=True
+        ):
+            a, e = np.asarray(a), np.asarray(e)
+            off = np.abs(a - e) > 2e-6 + 1e-5 * np.abs(e)
+            assert off.mean() <= 1e-3 and np.all(np.abs(a - e) <= 0.1 / 8), (k, path)
 
 
 LEARNING_RATES = np.geomspace(1e-3, 1e-1, 8).astype(np.float32)
