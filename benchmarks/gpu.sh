@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurements in one command, for a session lent a GPU: about 8 minutes of device time.
+# The GPU measurements in one command, on a machine with a GPU: about 8 minutes.
 #
 #   bash benchmarks/gpu.sh           # suite (gpu preset) + eager step -> benchmarks/results/gpu/
 #   bash benchmarks/gpu.sh --smoke   # the same path end to end in a few minutes, on any device

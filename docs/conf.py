@@ -19,6 +19,12 @@ reads every page again (``docs/_ext/reread_every_page.py``, as ``-E`` does), so 
 failed once is executed again rather than kept. For quick local rebuilds pass
 ``-D nb_execution_mode=off`` (or ``cache``).
 
+The repository's address and whether it is published come from ``pyproject.toml``
+(``docs/_ext/repository.py``); the API has a page per public object with ``[source]`` links to
+the site's copy of the code (``sphinx.ext.viewcode``); optax, jax and numpy names link to
+their documentation through inventories written at build time
+(``docs/_ext/offline_inventories.py``).
+
 Maths renders with the MathJax 3 copy that the ``sphinx-mathjax-offline`` package ships: the
 site loads no script from the network.
 """
@@ -36,6 +42,9 @@ GENERATED = DOCS / "_build" / "generated"  # build-time outputs that pages inclu
 
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(DOCS / "_ext"))
+
+from offline_inventories import write_inventories  # noqa: E402
+from repository import PUBLISHED, SOURCE  # noqa: E402
 
 import optax_rmsprop  # noqa: E402
 
@@ -55,16 +64,21 @@ release = version = optax_rmsprop.__version__
 
 extensions = [
     "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",  # the API's tables; docs/_ext writes the pages they link
+    "sphinx.ext.intersphinx",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",  # [source]: the site's own copy of each module, no network
     "sphinx_copybutton",
     "myst_nb",  # Markdown (MyST) pages, notebooks, and executed {code-cell}s
     "optax_rmsprop_docs",  # docs/_ext: runs the tour, copies the notebooks
     "reread_every_page",  # docs/_ext: no page survives a rebuild unread
+    "repository",  # docs/_ext: links to repository files, the publication switch
 ]
 
-source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
-exclude_patterns = ["_build", "_ext", "**.ipynb_checkpoints", "README.md"]
+source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb", ".rst": "restructuredtext"}
+exclude_patterns = ["_build", "_ext", "_templates", "**.ipynb_checkpoints", "README.md"]
+templates_path = ["_templates"]
 root_doc = "index"
 
 # Every cross-reference must resolve. Names of other packages cannot without their
@@ -81,6 +95,11 @@ nitpick_ignore_regex = [
     ),
     (r"py:class", r"(PyTree|ArrayTree|ArrayLike|ScalarOrSchedule|Updates|Params|DTypeLike)"),
 ]
+
+# optax, jax and numpy: inventories written from the installed packages (no download).
+intersphinx_mapping = write_inventories(GENERATED / "inventories")
+# autosummary only draws the tables: docs/_ext/optax_rmsprop_docs.py writes the pages.
+autosummary_generate = False
 
 # autodoc + napoleon: the docstrings are Google style.
 autodoc_member_order = "bysource"
@@ -119,13 +138,34 @@ nb_mime_priority_overrides = [("html", "image/gif", 15)]  # the animation notebo
 
 html_theme = "furo"
 html_title = f"optax_rmsprop {release}"
+# The sidebar links the code: the repository once published, the site's copy until then.
+html_sidebars = {
+    "**": [
+        "sidebar/brand.html",
+        "sidebar/search.html",
+        "sidebar/repository.html",  # docs/_templates
+        "sidebar/scroll-start.html",
+        "sidebar/navigation.html",
+        "sidebar/scroll-end.html",
+    ]
+}
+html_context = {"repository_url": SOURCE, "repository_published": PUBLISHED}
+html_theme_options = {}
+if PUBLISHED:  # furo's "view source" and "edit" icons, and the repository in the footer
+    html_theme_options = {
+        "source_repository": f"{SOURCE}/",
+        "source_branch": "main",
+        "source_directory": "docs/",
+        "footer_icons": [{"name": "Repository", "url": SOURCE, "html": "Repository"}],
+    }
 # MathJax 3 as the sphinx-mathjax-offline package ships it, copied into _static/mathjax. (Its
 # own extension does the same but does not declare itself safe for parallel reads.)
 _MATHJAX = importlib.util.find_spec("sphinx-mathjax-offline")
 if _MATHJAX is None or _MATHJAX.origin is None:
     raise ImportError("the docs need sphinx-mathjax-offline: pip install -e '.[docs]'")
 html_static_path = [str(pathlib.Path(_MATHJAX.origin).parent / "static"), "_static"]
-html_css_files = ["maths.css"]  # docs/_static: no scrollbar beside multi-line formulas
+# docs/_static: no scrollbar beside multi-line formulas; wide content scrolls; the sidebar link
+html_css_files = ["maths.css", "site.css"]
 mathjax_path = "mathjax/tex-chtml.js"
 # textmacros: \_ and friends inside \text{}, as LaTeX takes them (the docstrings use them).
 mathjax3_config = {

@@ -31,11 +31,16 @@ __all__ = [
 ]
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
+#: SHA-1 of the airfoil file d2l publishes; :func:`find_airfoil` checks each copy against it.
 AIRFOIL_SHA1 = "76e5be1548fd8222e5074cf0faae75edff8cf93f"
+#: Where d2l publishes the airfoil self-noise file (the package ships a copy).
 AIRFOIL_URL = "http://d2l-data.s3-accelerate.amazonaws.com/airfoil_self_noise.dat"
+#: The folder of the four original Fashion-MNIST IDX files that
+#: :func:`download_fashion_mnist` reads.
 FASHION_MNIST_URL = "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/"
 FASHION_MNIST_DEBIAN = pathlib.Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_SUBSET = DATA / "fashion-mnist-subset"
+#: How to get the full Fashion-MNIST set, as the errors about a missing one say it.
 FASHION_MNIST_HOW_TO_GET = (
     "get the full set with `apt-get install dataset-fashion-mnist` (Debian and Ubuntu: "
     f'{FASHION_MNIST_DEBIAN}) or `python -c "from optax_rmsprop import datasets; '
@@ -52,6 +57,11 @@ def find_airfoil(path: str | os.PathLike[str] | None = None) -> pathlib.Path:
     Raises:
       FileNotFoundError: the file is not there.
       ValueError: its sha1 is not the published file's.
+
+    Example:
+      >>> from optax_rmsprop import datasets
+      >>> datasets.find_airfoil(datasets.DATA / "airfoil_self_noise.dat").name
+      'airfoil_self_noise.dat'
     """
     path = pathlib.Path(
         path or os.environ.get("OPTAX_RMSPROP_AIRFOIL") or DATA / "airfoil_self_noise.dat"

@@ -22,7 +22,9 @@ from PIL import Image
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COLAB = ROOT / "colab"
-SOURCE = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Source"]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+SOURCE = PYPROJECT["project"]["urls"]["Source"]
+PUBLISHED = PYPROJECT["tool"]["optax_rmsprop"]["published"]  # the repository is public at SOURCE
 CELL_TIMEOUT_S = 300
 SUBSET = "Fashion-MNIST, the package's subset: 5000 training and 1000 test images"
 
@@ -125,34 +127,59 @@ def test_the_source_address_is_a_github_repository():
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
 def test_notebook_is_committed_clean(name):
-    """Colab badge first, a Colab-only install cell, form fields, and no outputs; the badge
-    and the install name the repository at pyproject.toml's Source address, and no other."""
+    """A Colab-only install cell, form fields, and no outputs. Published, a Colab badge first and
+    an install from pyproject.toml's Source address, and no other; not yet, how to run it from
+    a clone and no link to the address at all (docs/_ext/repository.py writes both cells)."""
     nb = _read(name)
     nbformat.validate(nb)
     first, install = nb.cells[0], nb.cells[1]
     assert first.cell_type == "markdown"
-    badge = SOURCE.replace("https://github.com/", "https://colab.research.google.com/github/")
-    assert "[![Open In Colab]" in first.source
-    assert _colab_links(first.source) == [f"{badge}/blob/main/colab/{name}.ipynb"]
     text = "".join(cell.source for cell in nb.cells)
-    assert _colab_links(text) == _colab_links(first.source)
     assert install.cell_type == "code" and '"google.colab" in sys.modules' in install.source
     installs = re.findall(r"git\+https://[^\s\"']+", text)
-    assert installs == [f"git+{SOURCE}"], installs
-    assert "# @param" in "".join(cell.source for cell in nb.cells)
+    if PUBLISHED:
+        badge = SOURCE.replace("https://github.com/", "https://colab.research.google.com/github/")
+        assert "[![Open In Colab]" in first.source
+        assert _colab_links(first.source) == [f"{badge}/blob/main/colab/{name}.ipynb"]
+        assert _colab_links(text) == _colab_links(first.source)
+        assert installs == [f"git+{SOURCE}"], installs
+    else:
+        assert first.source.startswith("*Run it locally:*"), first.source[:80]
+        assert f"`colab/{name}.ipynb`" in first.source.splitlines()[0]
+        assert "raise RuntimeError" in install.source
+        assert not _colab_links(text) and not installs and SOURCE not in text
+    assert "# @param" in text
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
 
 
-def test_docs_pages_link_to_colab_at_the_source_address():
-    """Pages and the README that link to Colab point at the notebooks of that repository."""
+def test_notebook_headers_follow_the_switch():
+    """The badge line and install cell are what docs/_ext/repository.py writes for the switch
+    in pyproject.toml, published or not, and the two states are distinct."""
+    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+    try:
+        import repository
+    finally:
+        sys.path.remove(str(ROOT / "docs" / "_ext"))
+    for name in CHECKS:
+        nb = _read(name)
+        assert nb.cells[0].source.splitlines()[0] + "\n" == repository.first_line(name), name
+        assert nb.cells[1].source == repository.install_cell(name), name
+        assert repository.first_line(name, True) != repository.first_line(name, False)
+        assert SOURCE in repository.install_cell(name, True)
+
+
+def test_docs_pages_link_to_colab_only_once_published():
+    """Pages and the README link to Colab only once the repository is published, and then to
+    the notebooks of that repository."""
     badge = SOURCE.replace("https://github.com/", "https://colab.research.google.com/github/")
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
     for page in pages:
         if "_build" in page.parts:
             continue
         for link in _colab_links(page.read_text()):
+            assert PUBLISHED, (page, link)
             assert re.fullmatch(re.escape(badge) + r"/blob/main/colab/\w+\.ipynb", link), (
                 page,
                 link,

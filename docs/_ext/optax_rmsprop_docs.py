@@ -9,12 +9,15 @@
   Colab badge, an image from the network, turned into a plain link. myst-nb executes the
   copies when it reads them.
 
-It also writes the type aliases of signatures as the source does (see
-``on_process_signature``).
+It also writes the API's pages: one per public object (``docs/api/<name>.rst``, which git
+ignores), listed by the ``public-api`` directive of ``api.md`` as autosummary tables; and it
+writes the type aliases of signatures as the source does (see ``on_process_signature``).
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import os
 import pathlib
@@ -23,9 +26,15 @@ import subprocess
 import sys
 import time
 
+from docutils import nodes
+from docutils.parsers.rst import directives
+from docutils.statemachine import StringList
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+import optax_rmsprop  # noqa: E402  (conf.py puts the checkout first on sys.path)
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +85,113 @@ def copy_notebooks() -> None:
             target.write_text(copy)
 
 
+# ---------------------------------------------------------------------------
+# The API: a page per public object.
+
+API = DOCS / "api"  # the pages, written at each build
+# The package and its public modules: those it exports, and datasets (imported on its own).
+MODULES = [
+    "optax_rmsprop",
+    *(
+        f"optax_rmsprop.{m}"
+        for m in optax_rmsprop.__all__
+        if inspect.ismodule(getattr(optax_rmsprop, m))
+    ),
+    "optax_rmsprop.datasets",
+]
+# What a page adds below its object's docstring: the fields of the NamedTuples.
+FIELDS = {
+    "optax_rmsprop.RMSPropState": """\
+Its fields, in order:
+
+``count``
+   int32 number of steps taken, saturating at 2**31 - 1.
+``nu``
+   the leaky average :math:`v` of :math:`|g|^2`, one leaf per parameter (a
+   :class:`~optax_rmsprop.quantize.QuantizedArray` per leaf for ``nu_dtype="int8"``).
+``mu``
+   the leaky average :math:`\\bar m` of :math:`g` (``centered=True``), else ``None``.
+``momentum``
+   the momentum buffer :math:`b` (``momentum`` not ``None``), else ``None``.
+""",
+    "optax_rmsprop.StateSize": """\
+``state_bytes`` is the state's size in bytes, ``num_params`` the number of parameter values,
+and the property ``bytes_per_param`` their ratio.
+""",
+}
+
+
+def public_names(module_name: str) -> list[str]:
+    """The public objects of a module (``__all__``, modules left out), each documented once:
+    a name that is also the package's (``quantize.Int8``) is documented there."""
+    module = importlib.import_module(module_name)
+    top = {id(getattr(optax_rmsprop, n)) for n in optax_rmsprop.__all__}
+    return [
+        name
+        for name in module.__all__
+        if not inspect.ismodule(getattr(module, name))
+        and (module is optax_rmsprop or id(getattr(module, name)) not in top)
+    ]
+
+
+def api_page(module_name: str, name: str) -> str:
+    """The reStructuredText of one object's page."""
+    full = f"{module_name}.{name}"
+    obj = getattr(importlib.import_module(module_name), name)
+    lines = [full, "=" * len(full), "", f".. currentmodule:: {module_name}", ""]
+    if inspect.isclass(obj):
+        lines.append(f".. autoclass:: {name}")
+        fields = getattr(obj, "_fields", ())
+        lines += ["   :members:"] + ([f"   :exclude-members: {', '.join(fields)}"] * bool(fields))
+    elif callable(obj) and not hasattr(obj, "__origin__"):  # a type alias is data
+        lines.append(f".. autofunction:: {name}")
+    else:
+        lines.append(f".. autodata:: {name}")
+        if len(repr(obj)) > 60:  # a value too long for one line: the docstring says it
+            lines.append("   :no-value:")
+    if full in FIELDS:
+        lines += ["", *("   " + line if line else "" for line in FIELDS[full].splitlines())]
+    return "\n".join(lines) + "\n"
+
+
+def write_api_pages() -> None:
+    API.mkdir(exist_ok=True)
+    pages = {
+        f"{module}.{name}.rst": api_page(module, name)
+        for module in MODULES
+        for name in public_names(module)
+    }
+    for stale in API.glob("*.rst"):
+        if stale.name not in pages:
+            stale.unlink()
+    for name, text in pages.items():
+        target = API / name
+        if not target.exists() or target.read_text() != text:
+            target.write_text(text)
+
+
+class PublicApi(SphinxDirective):
+    """``.. public-api:: module``: an autosummary table, linking each object's page, of the
+    module's public objects (``:names:`` picks some, in order; ``:exclude:`` drops some)."""
+
+    required_arguments = 1
+    option_spec = {"names": directives.unchanged, "exclude": directives.unchanged}
+
+    def run(self) -> list[nodes.Node]:
+        module = self.arguments[0]
+        names = self.options.get("names", "").split() or public_names(module)
+        names = [n for n in names if n not in self.options.get("exclude", "").split()]
+        text = [f".. currentmodule:: {module}", "", ".. autosummary::", "   :toctree: api", ""]
+        text += [f"   {name}" for name in names]
+        container = nodes.container()
+        self.state.nested_parse(StringList(text, source=self.get_source_info()[0]), 0, container)
+        return container.children
+
+
 def on_builder_inited(app: Sphinx) -> None:
     run_tour()
     copy_notebooks()
+    write_api_pages()
 
 
 # The type aliases a signature names, as the source writes them. optax reads the real
@@ -134,5 +247,6 @@ def on_process_signature(app, what, name, obj, options, signature, return_annota
 
 def setup(app: Sphinx) -> dict:
     app.connect("builder-inited", on_builder_inited)
+    app.add_directive("public-api", PublicApi)
     app.connect("autodoc-process-signature", on_process_signature)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
