@@ -34,7 +34,8 @@ VARIANTS = variants(
 )
 # the default storage, bfloat16, and 8-bit codes with stochastic rounding, whose random bits
 # come from the step count, so that a lost count would change the steps after the restore
-STORAGE = storage("default", "bfloat16", "int8")
+# all_int8: m̄ and b of w in signed 8-bit codes too, each with its own stream of rounding noise
+STORAGE = {**storage("default", "bfloat16", "int8"), "all_int8": storage("int8")["int8"]}
 STEPS_BEFORE, STEPS_AFTER = 3, 4
 
 
@@ -65,7 +66,8 @@ SAVERS = {"pickle": save_pickle, "flax": save_flax, "orbax": save_orbax}
 def problem(variant, nu):
     """``rmsprop``'s arguments, params with a leaf of 4096 values (8-bit blocks with
     ``"int8"``), a small one and a complex one, and the gradients of every step."""
-    kwargs = with_lr(VARIANTS[variant], 0.05, nu_dtype=STORAGE[nu])
+    mu = {"mu_dtype": "int8"} if nu == "all_int8" else {}
+    kwargs = with_lr(VARIANTS[variant], 0.05, nu_dtype=STORAGE[nu], **mu)
     rng = np.random.default_rng(0)
 
     def tree():
@@ -92,7 +94,7 @@ def test_a_restored_state_resumes_bit_for_bit(variant, nu, saver, tmp_path):
     target = (params, tx.init(params))
     p, state = SAVERS[saver](before.params[-1], before.state, target, tmp_path / "checkpoint")
     assert isinstance(state, RMSPropState)
-    assert isinstance(state.nu["w"], QuantizedArray) == (nu == "int8")
+    assert isinstance(state.nu["w"], QuantizedArray) == ("int8" in nu)
     assert_trees_close(state, before.state, what="restored state ")
     assert_trees_close(p, before.params[-1], what="restored params ")
 
