@@ -203,34 +203,23 @@ def one_seed(inputs: tuple) -> Any:
 
 def airfoil(seeds: int) -> Problem:
     features, target = datasets.load_airfoil()
-    steps = 2 * len(features) // 10
-    w, b, batch_x, batch_y = [], [], [], []
-    for seed in range(seeds):  # as tests/test_d2l.py and d2l's train_ch11
-        rng = np.random.default_rng(seed)
-        w.append(rng.normal(0.0, 0.01, size=(5, 1)).astype(np.float32))
-        b.append(np.zeros(1, np.float32))
-        order = np.concatenate([rng.permutation(len(features)) for _ in range(2)])
-        batch_x.append(features[order].reshape(steps, 10, 5))
-        batch_y.append(target[order].reshape(steps, 10))
-
-    def squared_loss(params, x, y):
-        return jnp.mean((x @ params["w"] + params["b"] - y[:, None]) ** 2 / 2)
-
+    runs = [datasets.airfoil_regression(seed) for seed in range(seeds)]  # as d2l's train_ch11
+    loss = datasets.airfoil_loss
     return {
         "description": "d2l airfoil, linear, batch 10, lr 0.01, γ 0.9, 2 epochs",
         "make_tx": lambda **storage: presets.d2l(lr=0.01, gamma=0.9, **storage),
         "first_moment": False,
         "int8": Int8(block_size=4, min_size=4),
-        "grad": lambda params, _, batch: jax.grad(squared_loss)(params, *batch),
-        "loss": lambda params, _: squared_loss(params, features, target),
+        "grad": lambda params, _, batch: jax.grad(loss)(params, *batch),
+        "loss": lambda params, _: loss(params, features, target),
         "metrics": lambda params: {},
         "inputs": (
-            {"w": np.stack(w), "b": np.stack(b)},
+            jax.tree.map(lambda *xs: np.stack(xs), *(run.params for run in runs)),
             None,
-            (np.stack(batch_x), np.stack(batch_y)),
+            (np.stack([run.batches_x for run in runs]), np.stack([run.batches_y for run in runs])),
         ),
         "seeds": seeds,
-        "steps": steps,
+        "steps": len(runs[0].batches_x),
     }
 
 
