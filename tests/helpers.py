@@ -579,11 +579,6 @@ def is_finite(tree: Any) -> bool:
     )
 
 
-def avals(tree: Any) -> Any:
-    """The shape and dtype of every leaf."""
-    return jax.tree.map(lambda x: (jnp.shape(x), jnp.result_type(x)), tree)
-
-
 def pieces(*texts: str) -> str:
     """A ``match`` pattern requiring every text, in any order."""
     return "(?s)" + "".join(f"(?=.*{re.escape(text)})" for text in texts)
