@@ -90,8 +90,15 @@ EQUATIONS: tuple[Equation, ...] = (
     ),
     Equation(
         11,
-        r"u_t &\leftarrow u_t - \eta_t \lambda_t \theta_{t-1} \text{ (decoupled weight decay)}",
-        "uₜ ← uₜ − ηₜ λₜ θₜ₋₁  (decoupled weight decay)",
+        r"u_t &\leftarrow \varphi_t u_t / \max(\overline{\varphi_t}, 10^{-3}),\;"
+        r" \varphi_t = [\operatorname{Re}(\bar u_t g_t) < 0] \text{ (caution)}",
+        "uₜ ← φₜ uₜ / max(mean φₜ, 10⁻³), φₜ = [Re(ūₜ gₜ) < 0]  (caution)",
+    ),
+    Equation(
+        12,
+        r"u_t &\leftarrow u_t - \eta_t \lambda_t \theta_{t-1} \text{ (decoupled weight decay;"
+        r" corrected: } \eta_t^2 \lambda_t \theta_{t-1} / \eta_{max})",
+        "uₜ ← uₜ − ηₜ λₜ θₜ₋₁  (decoupled weight decay; corrected: ηₜ² λₜ θₜ₋₁ / η_max)",
     ),
 )
 """The rule's equations, numbered: the one source of the docstrings' ``.. math::`` blocks,
@@ -178,7 +185,9 @@ def _rule(
 
       {equations}
 
-    (8) keeps η inside the buffer (``lr_in_momentum``), (9) outside it. How the
+    (8) keeps η inside the buffer (``lr_in_momentum``), (9) outside it. (11) keeps
+    the momentum's update where it descends along g, rescaled by the fraction kept:
+    the one place where a leaf's elements mix; the buffer stays unmasked. How the
     hyperparameters and the leaky averages round: see ``hyperparameters``.
     """
     cd = jnp.result_type(jnp.float32, g.dtype, v.dtype)  # at least float32
@@ -215,12 +224,23 @@ def _rule(
     else:
         b_new = _as_stored(s + mu * b.astype(cd), stored.momentum)  # (9)
         u = -lr * (s + mu * b_new if c.nesterov else b_new)  # (9)
+    if c.caution:
+        u = _cautious(u, g)  # (11)
     if c.weight_decay == "decoupled" and theta is not None:
-        u = u - h.lr_weight_decay * theta.astype(cd)  # (11)
+        u = u - h.lr_weight_decay * theta.astype(cd)  # (12)
     return u, v_new, m_new, b_new
 
 
 _rule.__doc__ = _with_equations(_rule.__doc__)
+
+
+def _cautious(u: jax.Array, g: jax.Array) -> jax.Array:
+    """(11): u where it descends along g (Re(ū g) < 0), rescaled by one over the fraction
+    of such elements in the leaf (at least 10⁻³), 0 elsewhere. The mean is a reduction
+    over the whole leaf: under sharding, one all-reduce of a scalar per split leaf."""
+    agrees = (u.conj() * g).real < 0 if jnp.iscomplexobj(u) else u * g < 0
+    mask = agrees.astype(jnp.finfo(u.dtype).dtype)
+    return u * (mask / jnp.maximum(jnp.mean(mask), 1e-3))
 
 
 def _average(old: jax.Array, new: jax.Array, h: hp.Hyperparameters, dtype: Any) -> jax.Array:
@@ -688,8 +708,10 @@ def rmsprop(
     *,
     weight_decay: optax.ScalarOrSchedule | None = None,
     decoupled_weight_decay: bool = False,
+    corrected_weight_decay: optax.ScalarOrSchedule | None = None,
     weight_decay_mask: MaskOrFn = None,
     lr_in_momentum: bool = True,
+    caution: bool = False,
     maximize: bool = False,
     split_complex: bool = False,
     nu_dtype: StateDtype = None,
@@ -742,12 +764,23 @@ def rmsprop(
       decoupled_weight_decay: ``False`` adds :math:`\lambda\theta` to the
         gradient (PyTorch, MXNet); ``True`` subtracts :math:`\eta\lambda\theta`
         from the update (Keras, AdamW).
+      corrected_weight_decay: :math:`\eta_{max}` > 0, the peak learning rate: the
+        decoupled decay becomes :math:`\eta^2\lambda\theta/\eta_{max}` (timm's
+        ``corrected_weight_decay``, arXiv 2506.02285), shrinking twice over with a
+        decaying :math:`\eta`. Needs ``decoupled_weight_decay=True``.
       weight_decay_mask: a :data:`~optax_rmsprop.MaskOrFn`: a pytree of bools with
         the params' structure (or a prefix), or a callable of the params returning
         one, as in :func:`optax.add_decayed_weights`; weight decay applies where True.
       lr_in_momentum: keep :math:`\eta` inside the momentum buffer (optax,
         Keras, TF1) or apply the current :math:`\eta` to the whole buffer
         (PyTorch); they differ only when :math:`\eta` changes.
+      caution: Cautious Optimizers (arXiv 2411.16085), for the momentum variants:
+        where the momentum's update does not descend along the gradient it is
+        masked to 0, and the rest is scaled by one over the fraction kept in the leaf
+        (at least :math:`10^{-3}`); the buffer keeps its unmasked value. Without
+        momentum :math:`u = -\eta s` always descends and there is nothing to mask:
+        ``caution`` needs ``momentum``. The fraction is a mean over the whole leaf:
+        under sharding, a scalar all-reduce per split leaf per step.
       maximize: ascend instead of descend (PyTorch's ``maximize``).
       split_complex: treat the real and imaginary part of a complex parameter as
         two coordinates (PyTorch) instead of using :math:`|g|^2` (optax).
@@ -768,16 +801,17 @@ def rmsprop(
         ``weight_decay`` not a real number, scalar array or schedule (``initial_scale``
         not a number or scalar array); a flag (``eps_in_sqrt``, ``centered``,
         ``nesterov``, ``bias_correction``, ``decoupled_weight_decay``,
-        ``lr_in_momentum``, ``maximize``, ``split_complex``) not a bool;
+        ``lr_in_momentum``, ``caution``, ``maximize``, ``split_complex``) not a bool;
         ``weight_decay_mask`` with a leaf that is not a bool; ``nu_dtype`` or
         ``mu_dtype`` not a dtype.
       ValueError: one of those numbers not a scalar or out of its range (``decay``
         and ``momentum`` in [0, 1], the others >= 0); ``decay=1`` with
-        ``initial_scale=0`` or ``bias_correction=True``; ``nesterov`` without
-        ``momentum``; ``nu_dtype`` or ``mu_dtype`` not a float dtype (narrower than
-        16 bits for ``nu_dtype``), or ``mu_dtype="int8"``. ``update`` raises
-        ``ValueError``/``TypeError`` naming the pytree path for gradients, params or
-        a state that do not fit the transformation.
+        ``initial_scale=0`` or ``bias_correction=True``; ``nesterov`` or ``caution``
+        without ``momentum``; ``corrected_weight_decay`` without
+        ``decoupled_weight_decay`` or not > 0; ``nu_dtype`` or ``mu_dtype`` not a
+        float dtype (narrower than 16 bits for ``nu_dtype``), or ``mu_dtype="int8"``.
+        ``update`` raises ``ValueError``/``TypeError`` naming the pytree path for
+        gradients, params or a state that do not fit the transformation.
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax

@@ -36,6 +36,7 @@ LIMITS = {  # name: (lowest, highest) allowed for a concrete value
     "momentum": (0.0, 1.0),  # above 1 the momentum buffer grows without bound
     "weight_decay": (0.0, math.inf),
     "initial_scale": (0.0, math.inf),
+    "corrected_weight_decay": (0.0, math.inf),  # η_max, also > 0: checked in validation
 }
 
 
@@ -158,6 +159,7 @@ def derive(values: Mapping[str, Scalar]) -> Hyperparameters:
     else:
         one_minus_decay = 1 - rho  # float32 arithmetic on a float32 decay, as optax
     lr, wd = values.get("learning_rate"), values.get("weight_decay")
+    peak = values.get("corrected_weight_decay")  # η_max: the decay is η²λ/η_max
     return Hyperparameters(
         decay=rho,
         one_minus_decay=one_minus_decay,
@@ -165,7 +167,9 @@ def derive(values: Mapping[str, Scalar]) -> Hyperparameters:
         learning_rate=1.0 if lr is None else lr,
         momentum=values.get("momentum", 0.0),
         weight_decay=0.0 if wd is None else wd,
-        lr_weight_decay=0.0 if lr is None or wd is None else lr * wd,  # float64 for numbers
+        lr_weight_decay=(
+            0.0 if lr is None or wd is None else lr * wd * (1.0 if peak is None else lr / peak)
+        ),  # float64 for numbers
     )
 
 

@@ -75,8 +75,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("bias_correction", False, "flag", bool, _P, _P),
     Option("weight_decay", None, "hyperparameter", _HP | None, _K, _A),
     Option("decoupled_weight_decay", False, "flag", bool, _K, _A),
+    Option("corrected_weight_decay", None, "hyperparameter", _HP | None, _K, _A),
     Option("weight_decay_mask", None, "mask", MaskOrFn, _K, _A),
     Option("lr_in_momentum", True, "flag", bool, _K, _A),
+    Option("caution", False, "flag", bool, _K, _A),
     Option("maximize", False, "flag", bool, _K, _K),
     Option("split_complex", False, "flag", bool, _K, _K),
     Option("nu_dtype", None, "state_dtype", StateDtype, _K, _K),
@@ -106,6 +108,7 @@ class Config:
     nesterov: bool
     bias_correction: bool
     lr_in_momentum: bool
+    caution: bool
     maximize: bool
     split_complex: bool
     use_momentum: bool

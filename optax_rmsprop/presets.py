@@ -15,6 +15,7 @@ preset                       ε                v₀    lr/momentum   weight deca
 ``tf_keras``                 inside √         0     inside        decoupled      \\|g\\|²
 ``tf_keras(legacy=True)``    outside √ (μ=0)  0     inside        none           \\|g\\|²
 ``tf1``                      inside √         1     inside        none           \\|g\\|²
+``timm``                     inside √         1     inside        both           \\|g\\|²
 ``gluon``                    inside √         0     inside        coupled (L2)   \\|g\\|²
 ``paddle``                   inside √         0     inside        coupled (L2)   \\|g\\|²
 ``chainer``                  outside √        0     no momentum   none           \\|g\\|²
@@ -27,7 +28,10 @@ With momentum, ``tf_keras(legacy=True)`` puts ε inside the root: TF1's kernels 
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -45,8 +49,33 @@ __all__ = [
     "paddle",
     "tf1",
     "tf_keras",
+    "timm",
     "torch",
 ]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _their_names(**names: str) -> Callable[[F], F]:
+    """Errors raised for an argument name the framework's argument (``alpha``, not our
+    ``decay``): ``names`` maps ours to theirs."""
+    pattern = re.compile(r"\b(" + "|".join(names) + r")\b(?= must| needs|:)")
+
+    def wrap(preset: F) -> F:
+        @functools.wraps(preset)
+        def renamed(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return preset(*args, **kwargs)
+            except (TypeError, ValueError) as error:
+                message = pattern.sub(lambda m: names[m.group(1)], str(error))
+                if message == str(error):
+                    raise
+                raise type(error)(message) from None
+
+        return renamed  # type: ignore[return-value]
+
+    return wrap
 
 
 def _momentum_or_none(momentum: Any) -> Any:
@@ -56,6 +85,7 @@ def _momentum_or_none(momentum: Any) -> Any:
     return momentum
 
 
+@_their_names(learning_rate="lr", decay="alpha")
 def torch(
     lr: optax.ScalarOrSchedule = 0.01,
     alpha: optax.ScalarOrSchedule = 0.99,
@@ -118,6 +148,7 @@ def torch(
     )
 
 
+@_their_names(decay="rho", eps="epsilon")
 def keras(
     learning_rate: optax.ScalarOrSchedule = 0.001,
     rho: optax.ScalarOrSchedule = 0.9,
@@ -181,6 +212,7 @@ def keras(
     )
 
 
+@_their_names(decay="rho", eps="epsilon")
 def tf_keras(
     learning_rate: optax.ScalarOrSchedule = 0.001,
     rho: optax.ScalarOrSchedule = 0.9,
@@ -274,6 +306,7 @@ def tf_keras(
     )
 
 
+@_their_names(eps="epsilon")
 def tf1(
     learning_rate: optax.ScalarOrSchedule,
     decay: optax.ScalarOrSchedule = 0.9,
@@ -323,6 +356,87 @@ def tf1(
     )
 
 
+@_their_names(learning_rate="lr", decay="alpha", decoupled_weight_decay="decoupled_decay")
+def timm(
+    lr: optax.ScalarOrSchedule = 1e-2,
+    alpha: optax.ScalarOrSchedule = 0.9,
+    eps: optax.ScalarOrSchedule = 1e-10,
+    weight_decay: optax.ScalarOrSchedule = 0,
+    momentum: optax.ScalarOrSchedule = 0.0,
+    centered: bool = False,
+    decoupled_decay: bool = False,
+    corrected_weight_decay: bool | float = False,
+    lr_in_momentum: bool = True,
+    caution: bool = False,
+    *,
+    weight_decay_mask: Any = None,
+    nu_dtype: Any = None,
+    mu_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""``timm.optim.RMSpropTF`` (PyTorch Image Models 1.0), TF-style RMSProp in PyTorch,
+    used by timm's EfficientNet, MobileNet and MNASNet recipes
+    (``--opt rmsproptf --opt-eps .001``).
+
+    Matches: ε inside the root, the mean square starting at **1**, ``lr`` inside the
+    momentum buffer (``lr_in_momentum=True``; ``False`` applies the current ``lr`` to the
+    whole buffer, as :func:`torch`), coupled L2 ``weight_decay`` added to the gradient or,
+    with ``decoupled_decay``, :math:`	heta \leftarrow 	heta - \eta\lambda	heta`; with
+    ``corrected_weight_decay`` too, :math:`\eta^2/\eta_{max}` in place of :math:`\eta`,
+    where :math:`\eta_{max}` is the ``lr`` RMSpropTF was built with (``True`` takes
+    ``lr``; with a schedule, pass that peak lr as the number); ``caution`` (Cautious
+    Optimizers), which masks the momentum update where it and the gradient disagree in
+    sign and rescales the rest by the mean of the mask, keeping the buffer unmasked; timm
+    applies it only with momentum, and so does this preset.
+
+    Cannot match: ``foreach`` (the same arithmetic in another order) and parameter groups
+    (use :func:`optax.multi_transform`; :func:`optax_rmsprop.interop.from_torch` builds
+    one from a state_dict). The centered variance is clamped at zero here, so where timm
+    would produce NaN from rounding this stays finite. timm's schedulers
+    (``timm.scheduler``) set the lr per epoch or per update: give ``lr`` as an optax
+    schedule of the step count that does the same.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from optax_rmsprop import presets
+      >>> tx = presets.timm(lr=0.016, eps=1e-3, momentum=0.9, weight_decay=1e-5)
+      >>> updates, state = tx.update(jnp.ones(3), tx.init(jnp.ones(3)), jnp.ones(3))
+      >>> state.nu  # square_avg starts at 1
+      Array([1., 1., 1.], dtype=float32)
+    """
+    momentum = _momentum_or_none(momentum)
+    peak = None
+    if corrected_weight_decay is not False and corrected_weight_decay is not None:
+        if not decoupled_decay:
+            corrected_weight_decay = False  # timm corrects only the decoupled decay
+        elif corrected_weight_decay is True:
+            if callable(lr):
+                raise ValueError(
+                    "corrected_weight_decay=True takes the peak lr from lr, which is a "
+                    "schedule here: pass corrected_weight_decay=<the lr RMSpropTF was built "
+                    "with> as a number."
+                )
+            peak = lr
+        else:
+            peak = corrected_weight_decay
+    return rmsprop(
+        lr,
+        decay=alpha,
+        eps=eps,
+        initial_scale=1.0,
+        eps_in_sqrt=True,
+        centered=centered,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_decay,
+        corrected_weight_decay=peak,
+        lr_in_momentum=lr_in_momentum,
+        caution=bool(caution) and momentum is not None,
+        weight_decay_mask=weight_decay_mask,
+        nu_dtype=nu_dtype,
+        mu_dtype=mu_dtype,
+    )
+
+
 def _clip_weights(bound: float) -> optax.GradientTransformation:
     """Changes the update so that the new parameters lie in ``[-bound, bound]``."""
 
@@ -350,6 +464,7 @@ def _clips(name: str, value: Any) -> bool:
     return float(value) > 0
 
 
+@_their_names(decay="gamma1", eps="epsilon", momentum="gamma2", weight_decay="wd")
 def gluon(
     learning_rate: optax.ScalarOrSchedule = 0.001,
     gamma1: optax.ScalarOrSchedule = 0.9,
@@ -424,6 +539,7 @@ def gluon(
     return optax.chain(*parts)
 
 
+@_their_names(decay="rho", eps="epsilon")
 def paddle(
     learning_rate: optax.ScalarOrSchedule,
     rho: optax.ScalarOrSchedule = 0.95,
@@ -487,6 +603,7 @@ def paddle(
     )
 
 
+@_their_names(learning_rate="lr", decay="alpha")
 def chainer(
     lr: optax.ScalarOrSchedule = 0.01,
     alpha: optax.ScalarOrSchedule = 0.99,
@@ -529,6 +646,7 @@ def chainer(
     )
 
 
+@_their_names(learning_rate="lr", decay="alpha")
 def chainer_graves(
     lr: optax.ScalarOrSchedule = 1e-4,
     alpha: optax.ScalarOrSchedule = 0.95,
@@ -581,6 +699,7 @@ def chainer_graves(
     )
 
 
+@_their_names(learning_rate="lr", decay="gamma")
 def d2l(
     lr: optax.ScalarOrSchedule,
     gamma: optax.ScalarOrSchedule,

@@ -59,6 +59,22 @@ def check_arguments(arguments: dict[str, Any]) -> None:
             )
     if arguments["nesterov"] and arguments["momentum"] is None:
         raise ValueError("nesterov=True needs momentum: pass momentum=0.9, for example.")
+    if arguments["caution"] and arguments["momentum"] is None:
+        raise ValueError(
+            "caution=True needs momentum: without it the update -lr * s always descends "
+            "along the gradient, so there is nothing to mask. Pass momentum=0.9, for example."
+        )
+    peak = arguments["corrected_weight_decay"]
+    if peak is not None:
+        if not arguments["decoupled_weight_decay"]:
+            raise ValueError(
+                "corrected_weight_decay corrects the decoupled weight decay: pass "
+                "decoupled_weight_decay=True with it."
+            )
+        if hp.is_constant(peak) and hp.as_constant(peak) <= 0:
+            raise ValueError(
+                f"corrected_weight_decay must be the peak learning rate, > 0; got {peak!r}."
+            )
 
 
 def hashable_mask(mask: Any) -> Any:

@@ -6,8 +6,15 @@ The test modules import it as ``helpers`` (pytest puts ``tests/`` on ``sys.path`
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.metadata
+import importlib.util
 import re
+import sys
+import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -125,6 +132,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
     ),
     "centered-momentum-weight_decay_decoupled": dict(
         centered=True, momentum=0.9, weight_decay=0.1, decoupled_weight_decay=True
+    ),
+    "momentum-caution": dict(momentum=0.9, caution=True),
+    "momentum-caution-lr_schedule-lr_outside_momentum-weight_decay_corrected": dict(
+        momentum=0.9,
+        caution=True,
+        learning_rate=lr_schedule,
+        lr_in_momentum=False,
+        weight_decay=0.1,
+        decoupled_weight_decay=True,
+        corrected_weight_decay=0.1,
+    ),
+    "centered-momentum-caution-nu_int8": dict(
+        centered=True, momentum=0.9, caution=True, nu_dtype=INT8_SMALL
     ),
     "maximize": dict(maximize=True),
     "maximize-weight_decay_coupled": dict(maximize=True, weight_decay=0.1),
@@ -303,8 +323,10 @@ def oracle(
     bias_correction: bool = False,
     weight_decay: Any = None,
     decoupled_weight_decay: bool = False,
+    corrected_weight_decay: Any = None,
     weight_decay_mask: Any = None,
     lr_in_momentum: bool = True,
+    caution: bool = False,
     maximize: bool = False,
     nu_dtype: Any = None,
     mu_dtype: Any = None,
@@ -365,8 +387,13 @@ def oracle(
             else:
                 b[k] = s + mu * b[k]  # doc line 9: PyTorch
                 u = -lr * (s + mu * b[k]) if nesterov else -lr * b[k]
+            if caution:  # doc line 11: φ = [Re(ū g) < 0], u φ / max(mean φ, 1e-3)
+                phi = ((np.conj(u) * g).real < 0).astype(np.float64)
+                u = u * phi / max(phi.mean() if phi.size else 0.0, 1e-3)
             if decayed and decoupled_weight_decay:
-                u = u - lr * lam * theta[k]  # doc line 11
+                peak = None if corrected_weight_decay is None else at(corrected_weight_decay, count)
+                scale = lr if peak is None else lr * lr / peak  # doc line 12 (corrected)
+                u = u - scale * lam * theta[k]  # doc line 12
             u_t.append(u)
         theta = [x + u for x, u in zip(theta, u_t, strict=True)]  # optax.apply_updates
         path.append(treedef.unflatten(theta))
@@ -467,3 +494,37 @@ def avals(tree: Any) -> Any:
 def pieces(*texts: str) -> str:
     """A ``match`` pattern requiring every text, in any order."""
     return "(?s)" + "".join(f"(?=.*{re.escape(text)})" for text in texts)
+
+
+# ---------------------------------------------------------------------------
+# timm.optim, loaded without timm's package __init__: that imports torchvision, whose PyPI
+# builds do not load beside a CPU build of torch, and timm.optim's modules need only torch.
+# CI installs timm with ``pip install --no-deps`` (.ci/run).
+
+
+@functools.cache
+def timm_optim() -> types.SimpleNamespace:
+    """timm's optimizer classes (``RMSpropTF``, ``Lion``...) and its ``version``; skips the
+    test, saying how to install timm, where it is absent."""
+    spec = importlib.util.find_spec("timm")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("timm is not installed: pip install --no-deps timm (it needs only torch here)")
+    folder = Path(spec.submodule_search_locations[0]) / "optim"
+    package = types.ModuleType("_timm_optim")
+    package.__path__ = [str(folder)]
+    sys.modules.setdefault("_timm_optim", package)
+    import torch
+
+    found: dict[str, Any] = {}
+    for file in sorted(folder.glob("*.py")):
+        if file.stem in ("__init__", "_optim_factory", "_param_groups", "optim_factory"):
+            continue  # the factory and the param groups import timm.models
+        module = importlib.import_module(f"_timm_optim.{file.stem}")
+        for name, value in vars(module).items():
+            if (
+                isinstance(value, type)
+                and issubclass(value, torch.optim.Optimizer)
+                and value.__module__ == module.__name__
+            ):
+                found[name] = value
+    return types.SimpleNamespace(version=importlib.metadata.version("timm"), **found)

@@ -100,6 +100,8 @@ ORACLE_VARIANTS = variants(
     "maximize-weight_decay_coupled",
     "schedules-momentum-weight_decay_decoupled",
     "schedules-centered-bias_correction-nesterov-eps_outside-initial_scale",
+    "momentum-caution",
+    "momentum-caution-lr_schedule-lr_outside_momentum-weight_decay_corrected",
     "everything",
 )
 COMPLEX_VARIANTS = [
@@ -109,6 +111,7 @@ COMPLEX_VARIANTS = [
     "momentum-nesterov-lr_schedule-lr_outside_momentum",
     "weight_decay_decoupled-mask_prefix",
     "maximize-weight_decay_coupled",
+    "momentum-caution",
     "everything",
 ]
 

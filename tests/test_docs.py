@@ -101,6 +101,7 @@ PAGES = [
     "porting/tf_keras.html",
     "porting/paddle.html",
     "porting/chainer.html",
+    "porting/timm.html",
     "light_state.html",
     "many_devices.html",
     "checkpointing.html",

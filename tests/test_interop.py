@@ -15,6 +15,7 @@ instead (what a port that drops the optimizer state does) ends 0.07 to 1.4 away 
 the tests check it is more than 100 × ATOL, so they can fail."""
 
 import copy
+import inspect
 import subprocess
 import sys
 import weakref
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import complex_problem, dense_problem
+from helpers import complex_problem, dense_problem, timm_optim
 
 from optax_rmsprop import RMSPropState, interop, presets
 
@@ -181,6 +182,31 @@ TORCH_CASES = {
         1.0,
         lambda ts: torch.optim.RMSprop(ts, **TORCH_BASE, momentum=0.9, centered=True),
     ),
+    # timm's RMSpropTF keeps its state under torch's names, with other meanings.
+    "timm-efficientnet": (  # the recipe's eps and momentum, a larger weight decay
+        "real",
+        1.0,
+        lambda ts: timm_optim().RMSpropTF(ts, lr=0.02, eps=1e-3, momentum=0.9, weight_decay=1e-2),
+    ),
+    "timm-centered-decoupled-corrected-caution": (
+        "real",
+        1.0,
+        lambda ts: timm_optim().RMSpropTF(
+            ts,
+            **TORCH_BASE,
+            momentum=0.9,
+            centered=True,
+            weight_decay=0.1,
+            decoupled_decay=True,
+            corrected_weight_decay=True,
+            caution=True,
+        ),  # fmt: skip
+    ),
+    "timm-lr_outside_momentum": (
+        "real",
+        1.0,
+        lambda ts: timm_optim().RMSpropTF(ts, **TORCH_BASE, momentum=0.9, lr_in_momentum=False),
+    ),
 }
 
 
@@ -219,7 +245,10 @@ def test_to_torch_continues_the_jax_run(case):
     # The JAX run is set up from an untouched torch optimizer's hyperparameters.
     template = make(_to_torch_layout(params0, layout))
     groups = template.param_groups
-    if len(groups) == 1:
+    if case.startswith("timm"):
+        options = inspect.signature(presets.timm).parameters
+        tx = presets.timm(**{k: v for k, v in groups[0].items() if k in options})
+    elif len(groups) == 1:
         h = {k: groups[0][k] for k in ("lr", "alpha", "eps", "weight_decay", "momentum")}
         tx = presets.torch(**h, centered=groups[0]["centered"], maximize=groups[0]["maximize"])
     else:
@@ -318,8 +347,8 @@ def test_from_torch_matches_named_parameters_by_path():
     checked value by value; without names, several leaves need leaf_map or match='order'."""
     torch.manual_seed(1)
     model = torch.nn.Sequential()
-    model.add_module("z", torch.nn.Linear(3, 3))
-    model.add_module("a", torch.nn.Linear(3, 3))
+    model.add_module("z", torch.nn.Linear(3, 2))  # not square: see the test below
+    model.add_module("a", torch.nn.Linear(3, 2))
     optimizer = torch.optim.RMSprop(model.named_parameters(), **TORCH_BASE, momentum=0.9)
     for _ in range(3):
         for t in model.parameters():
@@ -564,6 +593,274 @@ def test_from_torch_refuses_other_schedulers_by_name():
             tx=presets.torch(),
             leaf_map=LEAF_MAPS["real"],
         )
+
+
+def _per_epoch(optimizer, scheduler, tensors, grad, epochs, steps_per_epoch):
+    """torch's documented loop: scheduler.step() once per epoch, after its optimizer steps."""
+    trajectory = []
+    for _ in range(epochs):
+        trajectory += _torch_steps(optimizer, tensors, TORCH_LAYOUT["real"], grad, steps_per_epoch)
+        scheduler.step()
+    return trajectory
+
+
+@pytest.mark.parametrize("extra", [0, 2], ids=["at_an_epoch", "mid_epoch"])
+def test_a_scheduler_stepped_per_epoch_continues_when_its_cadence_is_given(extra):
+    """StepLR(step_size=2, gamma=0.5) stepped once per epoch of 5 steps: the position (3)
+    and the step count (15, or 17 mid-epoch) disagree, so without the cadence the call is
+    refused; with it, the run continues on torch's path."""
+    params0, grad = dense_problem()
+    layout = TORCH_LAYOUT["real"]
+    tensors = _to_torch_layout(params0, layout)
+    optimizer = torch.optim.RMSprop(tensors, **TORCH_BASE, momentum=0.9)
+    scheduler = LR.StepLR(optimizer, step_size=2, gamma=0.5)
+    _per_epoch(optimizer, scheduler, tensors, grad, 3, 5)
+    _torch_steps(optimizer, tensors, layout, grad, extra)
+    checkpoint = copy.deepcopy((optimizer.state_dict(), scheduler.state_dict()))
+    params_k = _from_torch_layout(tensors, layout)
+    theirs = _torch_steps(optimizer, tensors, layout, grad, 5 - extra)
+    scheduler.step()
+    theirs += _per_epoch(optimizer, scheduler, tensors, grad, 3, 5)
+
+    with pytest.raises(
+        ValueError, match=r"at step 3 .* taken 1[57] optimizer steps: pass steps_per_scheduler_step"
+    ):
+        interop.from_torch(
+            *checkpoint[:1], params_k, scheduler=checkpoint[1], leaf_map=LEAF_MAPS["real"]
+        )
+    with pytest.raises(ValueError, match=r"do not fit 3 optimizer steps per scheduler step"):
+        interop.from_torch(
+            checkpoint[0], params_k, scheduler=checkpoint[1], steps_per_scheduler_step=3,
+            leaf_map=LEAF_MAPS["real"],
+        )  # fmt: skip
+    tx, state = interop.from_torch(
+        checkpoint[0], params_k, scheduler=checkpoint[1], steps_per_scheduler_step=5,
+        leaf_map=LEAF_MAPS["real"],
+    )  # fmt: skip
+    ours, _ = _jax_steps(tx, state, params_k, grad, len(theirs))
+    _assert_same(ours, theirs)
+    constant, _ = interop.from_torch(
+        checkpoint[0], params_k, scheduler="constant", leaf_map=LEAF_MAPS["real"]
+    )
+    kept, _ = _jax_steps(constant, state, params_k, grad, len(theirs))
+    assert _max_difference(kept, theirs) > 100 * ATOL  # the schedule shows
+
+
+def test_from_torch_refuses_a_schedulers_traces_without_the_scheduler():
+    """Groups with initial_lr were under a scheduler: without scheduler= the lr would stay
+    constant, silently; scheduler='constant' says that is meant."""
+    params0, grad = dense_problem()
+    layout = TORCH_LAYOUT["real"]
+    tensors = _to_torch_layout(params0, layout)
+    optimizer = torch.optim.RMSprop(tensors, **TORCH_BASE)
+    scheduler = LR.ExponentialLR(optimizer, gamma=0.9)
+    for _ in range(3):
+        _torch_steps(optimizer, tensors, layout, grad, 1)
+        scheduler.step()
+    params = _from_torch_layout(tensors, layout)
+    with pytest.raises(ValueError, match=r"'initial_lr'.*pass scheduler=.*scheduler='constant'"):
+        interop.from_torch(optimizer.state_dict(), params, leaf_map=LEAF_MAPS["real"])
+    tx, state = interop.from_torch(
+        optimizer.state_dict(), params, scheduler="constant", leaf_map=LEAF_MAPS["real"]
+    )
+    updates, _ = tx.update(jax.tree.map(jnp.asarray, grad(params)), state, params)
+    scale = presets.torch(**dict(TORCH_BASE, lr=optimizer.param_groups[0]["lr"]))
+    expected, _ = scale.update(jax.tree.map(jnp.asarray, grad(params)), state, params)
+    np.testing.assert_array_equal(updates["w"], expected["w"])
+
+
+def test_to_torch_resumes_into_a_fresh_optimizer_and_scheduler():
+    """Resuming builds a new optimizer (lr = its first lr) and scheduler, then loads both
+    state_dicts: the groups to_torch returns carry tx's lr at the state's count, so the run
+    goes on as torch's own; the fresh group's lr (the control) does not."""
+    params0, grad = dense_problem()
+    layout = TORCH_LAYOUT["real"]
+
+    def make(tensors):
+        optimizer = torch.optim.RMSprop(tensors, **TORCH_BASE, momentum=0.9)
+        return optimizer, LR.CosineAnnealingLR(optimizer, T_max=K)  # lr 0 at step K
+
+    tensors = _to_torch_layout(params0, layout)
+    optimizer, scheduler = make(tensors)
+    for _ in range(K - 2):
+        _torch_steps(optimizer, tensors, layout, grad, 1)
+        scheduler.step()
+    checkpoint = copy.deepcopy((optimizer.state_dict(), scheduler.state_dict()))
+    params_k = _from_torch_layout(tensors, layout)
+
+    def continued(state_dict):
+        tensors = _to_torch_layout(params_k, layout)
+        fresh, fresh_scheduler = make(tensors)
+        fresh.load_state_dict(copy.deepcopy(state_dict))  # torch keeps the tensors given
+        fresh_scheduler.load_state_dict(checkpoint[1])
+        trajectory = []
+        for _ in range(N):
+            trajectory += _torch_steps(fresh, tensors, layout, grad, 1)
+            fresh_scheduler.step()
+        return trajectory
+
+    theirs = continued(checkpoint[0])
+    tx, state = interop.from_torch(
+        checkpoint[0], params_k, scheduler=checkpoint[1], leaf_map=LEAF_MAPS["real"]
+    )
+    fresh_groups = make(_to_torch_layout(params_k, layout))[0].param_groups
+    back = interop.to_torch(
+        state, tx, params_k, param_groups=fresh_groups, leaf_map=LEAF_MAPS["real"]
+    )
+    assert back["param_groups"][0]["lr"] != fresh_groups[0]["lr"]
+    _assert_same(continued(back), theirs)
+    back["param_groups"][0]["lr"] = fresh_groups[0]["lr"]
+    assert _max_difference(continued(back), theirs) > 100 * ATOL
+
+
+def test_a_square_linear_weight_needs_its_axes():
+    """A square Linear weight and its transpose have one shape: matched without axes it is
+    refused, naming both ways to say which; with axes it converts, transposed."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential()
+    model.add_module("fc", torch.nn.Linear(3, 3))
+    optimizer = torch.optim.RMSprop(model.named_parameters(), **TORCH_BASE, momentum=0.9)
+    for _ in range(2):
+        for t in model.parameters():
+            t.grad = torch.randn_like(t)
+        optimizer.step()
+    checkpoint = copy.deepcopy(optimizer.state_dict())
+    kernel = model.fc.weight.detach().numpy().T  # JAX's (in, out)
+    params = {"fc": {"weight": kernel, "bias": model.fc.bias.detach().numpy()}}
+    refusal = r"params\['fc'\]\['weight'\] is square \(3, 3\).*axes=\(1, 0\).*axes=None"
+    with pytest.raises(ValueError, match=refusal):
+        interop.from_torch(checkpoint, params)
+    with pytest.raises(ValueError, match=refusal):
+        interop.from_torch(checkpoint, params, leaf_map={"fc": {"weight": 0, "bias": 1}})
+    leaf_map = {"fc": {"weight": interop.Leaf("fc.weight", axes=(1, 0)), "bias": "fc.bias"}}
+    tx, state = interop.from_torch(checkpoint, params, leaf_map=leaf_map)
+    np.testing.assert_array_equal(
+        state.nu["fc"]["weight"], checkpoint["state"][0]["square_avg"].numpy().T
+    )
+    with pytest.raises(ValueError, match=refusal):
+        interop.to_torch(state, tx, params, param_groups=optimizer.param_groups)
+    kept = {"fc": {"weight": interop.Leaf("fc.weight", axes=None), "bias": "fc.bias"}}
+    _, untransposed = interop.from_torch(checkpoint, params, leaf_map=kept)
+    np.testing.assert_array_equal(untransposed.nu["fc"]["weight"], state.nu["fc"]["weight"].T)
+
+
+# flax NNX: a CNN carried from torch into nnx.Optimizer and back.
+
+
+def _cnn_problem(seed=4):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(8, 1, 6, 6)).astype(np.float32)  # torch's (N, C, H, W)
+    y = rng.normal(size=(8, 3)).astype(np.float32)
+    return x, y
+
+
+class _TorchCNN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3)
+        self.fc = torch.nn.Linear(2 * 4 * 4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.tanh(self.conv(x)).flatten(1))  # flattens (C, H, W)
+
+
+def _nnx_cnn(torch_model):
+    from flax import nnx
+
+    class CNN(nnx.Module):
+        def __init__(self, rngs):
+            self.conv = nnx.Conv(1, 2, (3, 3), padding="VALID", rngs=rngs)
+            self.fc = nnx.Linear(2 * 4 * 4, 3, rngs=rngs)
+
+        def __call__(self, x):  # x is NHWC; torch's flatten order is (C, H, W)
+            h = jnp.tanh(self.conv(x)).transpose(0, 3, 1, 2)
+            return self.fc(h.reshape(h.shape[0], -1))
+
+    model = CNN(nnx.Rngs(0))
+    weights = {k: v.detach().numpy() for k, v in torch_model.state_dict().items()}
+    model.conv.kernel[...] = weights["conv.weight"].transpose(2, 3, 1, 0)  # OIHW -> HWIO
+    model.conv.bias[...] = weights["conv.bias"]
+    model.fc.kernel[...] = weights["fc.weight"].T
+    model.fc.bias[...] = weights["fc.bias"]
+    return model
+
+
+def test_a_cnn_goes_into_nnx_optimizer_and_back():
+    """The NNX recipe of the porting guide: from_torch with the model's nnx.State of params
+    and a dict leaf_map, nnx.update into nnx.Optimizer's opt_state, steps in NNX, then
+    nnx.as_pure(opt_state) out through to_torch: each side continues the other's run."""
+    from flax import nnx
+
+    x, y = _cnn_problem()
+    torch.manual_seed(0)
+    model_t = _TorchCNN()
+    optimizer_t = torch.optim.RMSprop(model_t.named_parameters(), **TORCH_BASE, momentum=0.9)
+
+    def torch_steps(model, optimizer, steps):
+        for _ in range(steps):
+            optimizer.zero_grad()
+            ((model(torch.from_numpy(x)) - torch.from_numpy(y)) ** 2).mean().backward()
+            optimizer.step()
+        return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+
+    torch_steps(model_t, optimizer_t, 5)
+    checkpoint = copy.deepcopy(optimizer_t.state_dict())
+    model = _nnx_cnn(model_t)
+    theirs = torch_steps(model_t, optimizer_t, 10)
+
+    leaf_map = {
+        "conv": {"kernel": interop.Leaf("conv.weight", (2, 3, 1, 0)), "bias": "conv.bias"},
+        "fc": {"kernel": interop.Leaf("fc.weight", (1, 0)), "bias": "fc.bias"},
+    }
+    params = nnx.state(model, nnx.Param)
+    tx, state = interop.from_torch(checkpoint, params, leaf_map=leaf_map)
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    nnx.update(optimizer.opt_state, nnx.state(state))
+    inside = nnx.as_pure(optimizer.opt_state)
+    assert int(inside.count) == 5  # the converted state went in, not a fresh one
+    np.testing.assert_array_equal(inside.momentum["fc"]["kernel"], state.momentum["fc"]["kernel"])
+
+    @nnx.jit
+    def nnx_step(model, optimizer):
+        loss = lambda m: ((m(jnp.asarray(x.transpose(0, 2, 3, 1))) - y) ** 2).mean()  # noqa: E731
+        optimizer.update(model, nnx.grad(loss)(model))
+
+    def nnx_steps(steps):
+        for _ in range(steps):
+            nnx_step(model, optimizer)
+
+    nnx_steps(10)
+    ours = _TorchCNN()
+    kernel = np.asarray(model.conv.kernel[...]).transpose(3, 2, 0, 1).copy()  # HWIO -> OIHW
+    ours.load_state_dict({
+        "conv.weight": torch.from_numpy(kernel),
+        "conv.bias": torch.from_numpy(np.array(model.conv.bias[...])),
+        "fc.weight": torch.from_numpy(np.asarray(model.fc.kernel[...]).T.copy()),
+        "fc.bias": torch.from_numpy(np.array(model.fc.bias[...])),
+    })  # fmt: skip
+    for key, value in ours.state_dict().items():
+        np.testing.assert_allclose(value.numpy(), theirs[key], rtol=RTOL, atol=ATOL, err_msg=key)
+
+    # And back: the NNX run continued in torch.
+    state = nnx.as_pure(optimizer.opt_state)
+    params = nnx.as_pure(nnx.state(model, nnx.Param))
+    optimizer_t = torch.optim.RMSprop(ours.named_parameters(), **TORCH_BASE, momentum=0.9)
+    optimizer_t.load_state_dict(
+        interop.to_torch(
+            state, tx, params, param_groups=optimizer_t.param_groups, leaf_map=leaf_map
+        )
+    )
+    back = torch_steps(ours, optimizer_t, 10)
+    nnx_steps(10)
+    np.testing.assert_allclose(
+        back["fc.weight"], np.asarray(model.fc.kernel[...]).T, rtol=RTOL, atol=ATOL
+    )
+    np.testing.assert_allclose(
+        back["conv.weight"],
+        np.asarray(model.conv.kernel[...]).transpose(3, 2, 0, 1),
+        rtol=RTOL,
+        atol=ATOL,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -992,29 +1289,85 @@ def _torch_checkpoint(steps=2, **kwargs):
     return copy.deepcopy(optimizer.state_dict()), _from_torch_layout(tensors, TORCH_LAYOUT["real"])
 
 
-@pytest.mark.parametrize(
-    "make, match",
-    [
-        (lambda ts: torch.optim.Adam(ts), r"'betas'.*another optimizer \(Adam"),
-        (lambda ts: torch.optim.SGD(ts, lr=0.1, momentum=0.9), r"'nesterov'.*\(SGD\)"),
-        (lambda ts: torch.optim.Adagrad(ts), r"another optimizer \(Adagrad\)"),
-    ],
-    ids=["adam", "sgd", "adagrad"],
-)
-def test_from_torch_refuses_another_optimizer(make, match):
+def _other_optimizers():
+    """Every optimizer class of torch.optim and timm.optim but the RMSProps."""
+    found = {
+        f"torch.optim.{name}": value
+        for name, value in vars(torch.optim).items()
+        if isinstance(value, type) and issubclass(value, torch.optim.Optimizer)
+    }
+    found.update({f"timm.optim.{n}": v for n, v in vars(timm_optim()).items() if n != "version"})
+    for name in ("torch.optim.Optimizer", "torch.optim.RMSprop", "timm.optim.RMSpropTF"):
+        del found[name]
+    return found
+
+
+def _state_dict_of(make, tensors, grad):
+    """A state_dict after one step where the optimizer can take one with plain gradients
+    (Adahessian wants a graph, SparseAdam sparse gradients: their groups are refused too;
+    Muon takes only the matrix)."""
+
+    def build(ts):
+        if make is timm_optim().Lookahead:
+            return make(torch.optim.SGD(ts, lr=0.1))
+        return make(ts, lr=0.01) if "lr" in inspect.signature(make).parameters else make(ts)
+
+    try:
+        optimizer = build(tensors)
+    except ValueError:  # Muon takes only matrices
+        optimizer = build(tensors[:1])
+    try:
+        _torch_steps(optimizer, tensors, TORCH_LAYOUT["real"], grad, 1)
+    except (RuntimeError, TypeError, ValueError):
+        pass
+    return optimizer.state_dict()
+
+
+def test_from_torch_refuses_every_other_optimizer_by_a_key_it_names():
+    """Each optimizer of torch.optim and timm.optim that is not RMSProp has a group key or a
+    state entry that torch.optim.RMSprop and RMSpropTF do not: the error names it."""
     params0, grad = dense_problem()
-    tensors = _to_torch_layout(params0, TORCH_LAYOUT["real"])
-    optimizer = make(tensors)
-    _torch_steps(optimizer, tensors, TORCH_LAYOUT["real"], grad, 1)
-    with pytest.raises(ValueError, match=match):
-        interop.from_torch(optimizer.state_dict(), params0, leaf_map=LEAF_MAPS["real"])
+    accepted = []
+    for name, make in sorted(_other_optimizers().items()):
+        tensors = _to_torch_layout(params0, TORCH_LAYOUT["real"])
+        state_dict = _state_dict_of(make, tensors, grad)
+        with pytest.raises(ValueError, match=r"(param_groups\[0\]|state\[\d+\]) has '\w+'") as info:
+            interop.from_torch(state_dict, params0, leaf_map=LEAF_MAPS["real"])
+        accepted += [name] if "another optimizer" not in str(info.value) else []
+    assert not accepted, accepted
+    assert len(_other_optimizers()) > 30  # both packages' lists were read
 
 
-def test_from_torch_refuses_adam_state_under_rmsprop_groups():
+def test_from_torch_refuses_an_unknown_key_by_name():
+    """An allowlist: a key no RMSProp has, in a group or in a parameter's state, is refused
+    by name, with what to do."""
+    state_dict, params = _torch_checkpoint()
+    state_dict["param_groups"][0]["lookahead_k"] = 5
+    with pytest.raises(ValueError, match=r"param_groups\[0\] has 'lookahead_k'.*by hand"):
+        interop.from_torch(state_dict, params, leaf_map=LEAF_MAPS["real"])
     state_dict, params = _torch_checkpoint()
     state_dict["state"][0]["exp_avg"] = state_dict["state"][0]["square_avg"]
-    with pytest.raises(ValueError, match=r"state\[0\] has 'exp_avg'.*\(Adam"):
+    with pytest.raises(ValueError, match=r"state\[0\] has 'exp_avg'.*by hand"):
         interop.from_torch(state_dict, params, leaf_map=LEAF_MAPS["real"])
+    groups = [dict(TORCH_BASE, lookahead_k=5)]
+    tx = presets.torch(**TORCH_BASE)
+    with pytest.raises(ValueError, match=r"param_groups\[0\] has 'lookahead_k'"):
+        interop.to_torch(
+            tx.init(params), tx, params, param_groups=groups, leaf_map=LEAF_MAPS["real"]
+        )
+
+
+def test_keras_refuses_an_unknown_option_by_name():
+    class Lookahead(keras.optimizers.RMSprop):
+        def __init__(self, sync_period=5, **kwargs):
+            super().__init__(**kwargs)
+            self.sync_period = sync_period
+
+    params0, _ = dense_problem()
+    optimizer = Lookahead()
+    optimizer.build(list(_keras_variables(params0).values()))
+    with pytest.raises(ValueError, match=r"takes 'sync_period', an option .* does not know"):
+        interop.from_keras(optimizer, params0)
 
 
 def test_from_torch_refuses_a_missing_buffer():
@@ -1088,9 +1441,10 @@ def test_to_torch_takes_the_groups_and_checks_the_buffers_against_them():
             param_groups=[dict(lr=0.02)],
             leaf_map=LEAF_MAPS["real"],
         )
-    groups = [dict(TORCH_BASE, lr=0.5, momentum=0.9)]
+    groups = [dict(TORCH_BASE, alpha=0.5, lr=0.5, momentum=0.9)]
     back = interop.to_torch(state, tx, params0, param_groups=groups, leaf_map=LEAF_MAPS["real"])
-    assert back["param_groups"][0]["lr"] == 0.5  # the groups given are what torch will load
+    assert back["param_groups"][0]["alpha"] == 0.5  # the groups given are what torch loads,
+    assert back["param_groups"][0]["lr"] == pytest.approx(0.02, rel=1e-6)  # with tx's lr
 
 
 def test_keras_refusals():
@@ -1154,6 +1508,31 @@ def test_the_readme_interop_example_runs_as_written():
     np.testing.assert_array_equal(
         names["state"].nu["dense"]["kernel"], velocity["net_dense_kernel_velocity"]
     )
+
+
+def test_the_timm_guides_resumed_run_is_timms_continuation():
+    """docs/porting/timm.md's block, run as written with timm's RMSpropTF: the 10 steps in
+    JAX are those timm takes from the same checkpoint."""
+    import pathlib
+    import re
+
+    page = (pathlib.Path(__file__).parents[1] / "docs" / "porting" / "timm.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "from_torch" in b]
+    RMSpropTF = timm_optim().RMSpropTF
+    torch.manual_seed(0)
+    names = dict(torch=torch, RMSpropTF=RMSpropTF, x=torch.randn(64, 4), y=torch.randn(64, 3))
+    exec(compile(block, "timm.md", "exec"), names)
+    model = torch.nn.Linear(4, 3)
+    model.load_state_dict(names["checkpoint"]["model"])
+    optimizer = RMSpropTF(model.parameters(), lr=0.02, eps=1e-3, momentum=0.9, weight_decay=1e-5)
+    optimizer.load_state_dict(names["checkpoint"]["optimizer"])
+    for _ in range(10):
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(names["x"]), names["y"]).backward()
+        optimizer.step()
+    np.testing.assert_allclose(names["params"]["w"], model.weight.detach().numpy().T, RTOL, ATOL)
+    np.testing.assert_allclose(names["params"]["b"], model.bias.detach().numpy(), RTOL, ATOL)
+    assert not np.allclose(names["params"]["w"], names["checkpoint"]["model"]["weight"].numpy().T)
 
 
 def test_importing_interop_imports_neither_torch_nor_keras():

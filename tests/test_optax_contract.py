@@ -73,6 +73,8 @@ VARIANTS = variants(
     "weight_decay_decoupled-mask_prefix",
     "bias_correction",
     "centered-momentum-nu_int8-mu_bfloat16",  # w (12 values) in 8-bit blocks of 4
+    "momentum-caution-lr_schedule-lr_outside_momentum-weight_decay_corrected",
+    "centered-momentum-caution-nu_int8",
     "everything",
 )
 
@@ -202,6 +204,11 @@ INJECTABLE = {  # factory, the injected hyperparameters, and new values for them
         {"learning_rate": 0.02, "rho": 0.5},
     ),
     "preset-tf1": (presets.tf1, {"learning_rate": 0.1}, {"learning_rate": 0.02}),
+    "preset-timm": (
+        functools.partial(presets.timm, momentum=0.9, caution=True),
+        {"lr": 0.1, "alpha": 0.9},
+        {"lr": 0.02, "alpha": 0.5},
+    ),
     "preset-d2l": (presets.d2l, {"lr": 0.1, "gamma": 0.9}, {"lr": 0.02, "gamma": 0.5}),
     "preset-gluon": (
         presets.gluon,
@@ -268,7 +275,7 @@ def test_changing_injected_hyperparams_changes_the_update_without_recompiling(na
 
 # PyTorch and MXNet have weight decay on by default (a 0 that inject_hyperparams traces);
 # their optimizers always hold the params, so the presets always need them under jit.
-FRAMEWORK_WEIGHT_DECAY = ("preset-torch", "preset-gluon")
+FRAMEWORK_WEIGHT_DECAY = ("preset-torch", "preset-gluon", "preset-timm")
 
 
 @pytest.mark.parametrize("name", [n for n in INJECTABLE if n not in FRAMEWORK_WEIGHT_DECAY])
@@ -538,7 +545,14 @@ def test_eager_update_reuses_the_compiled_step(name):
 # jax.vmap
 
 
-@pytest.mark.parametrize("name", [*REPRESENTATIVE, "rmsprop-centered-momentum-eps_outside"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        *REPRESENTATIVE,
+        "rmsprop-centered-momentum-eps_outside",
+        "rmsprop-centered-momentum-caution-nu_int8",  # the mask's mean: per member
+    ],
+)
 def test_vmap_over_parameter_sets_equals_loop(name):
     tx = TRANSFORMS[name]()
     batch = 3

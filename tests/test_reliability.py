@@ -762,9 +762,12 @@ def configs(draw, *, eps_zero=False, weight_decay=True, momentum=True, centered=
         kwargs["momentum"] = draw(st.sampled_from([0.0, 0.3, 0.5, 0.9]))
         kwargs["nesterov"] = draw(st.booleans())
         kwargs["lr_in_momentum"] = draw(st.booleans())
+        kwargs["caution"] = draw(st.booleans())
     if weight_decay and draw(st.booleans()):
         kwargs["weight_decay"] = draw(st.sampled_from([1e-4, 0.1]))
         kwargs["decoupled_weight_decay"] = draw(st.booleans())
+        if kwargs["decoupled_weight_decay"] and draw(st.booleans()):
+            kwargs["corrected_weight_decay"] = draw(st.sampled_from([0.05, 1.0]))
     return kwargs
 
 

@@ -64,6 +64,7 @@ VARIANTS = variants(
     "centered-momentum-mu_bfloat16",
     "everything",
     "centered-momentum-nesterov-bias_correction-weight_decay_coupled-initial_scale",
+    "momentum-caution",
 )
 # The variant of the steps compared with one device: every buffer and the params, and
 # no schedule and no ε outside the root that would leave the centered variance of a
@@ -268,11 +269,11 @@ def test_init_shards_state_like_params_in_every_variant(on8, nu_dtype, axis_type
 # The step: shardings kept, no collective, the numbers of one device.
 
 
-def on8_steps(nu_dtype, axis_type, spec):
+def on8_steps(nu_dtype, axis_type, spec, variant=ALL_BUFFERS):
     """3 compiled steps on the mesh; the collectives in the step, and each step's inputs
     and outputs (checked to be sharded as at the start)."""
     mesh = mesh_of((4, 2), ("data", "model"), axis_type)
-    tx = make_tx(nu_dtype)
+    tx = make_tx(nu_dtype, variant)
     params = make_params(mesh, spec)
     state = initial = tx.init(params)
     compiled = jax.jit(train_step(tx)).lower(params, state, 0).compile()
@@ -313,6 +314,20 @@ def test_step_keeps_shardings_without_collectives(on8, nu_dtype, axis_type):
     found, history = result(future)
     assert not found, f"the compiled step holds {found}"
     assert_steps_match_one_device(make_tx(nu_dtype), history)
+
+
+CAUTION = "momentum-caution"
+
+
+@pytest.mark.slow  # a worker process with 8 devices, or two processes
+@pytest.mark.parametrize("nu_dtype", ["nu_float", "nu_int8"])
+def test_caution_reduces_across_shards_and_equals_one_device(on8, nu_dtype):
+    """caution's mask mean is the one place where a leaf's elements mix: a split leaf
+    takes an all-reduce of one scalar per step (its only collective), and the steps equal
+    one device's."""
+    found, history = result(on8(on8_steps, nu_dtype, "auto", PARAMS, CAUTION))
+    assert found == ["all-reduce"], found
+    assert_steps_match_one_device(make_tx(nu_dtype, CAUTION), history)
 
 
 @pytest.mark.slow  # a worker process with 8 devices, or two processes

@@ -1,7 +1,8 @@
 """Optimizer state to and from PyTorch and Keras: resume a training run, not only a step.
 
-``from_torch`` reads a ``torch.optim.RMSprop`` ``state_dict()`` (and its LR scheduler's)
-and ``from_keras`` a built ``keras.optimizers.RMSprop`` (and its learning-rate schedule);
+``from_torch`` reads a ``torch.optim.RMSprop`` or ``timm.optim.RMSpropTF`` ``state_dict()``
+(and its LR scheduler's) and ``from_keras`` a built ``keras.optimizers.RMSprop`` (and its
+learning-rate schedule);
 each returns the transformation (a preset built from the framework's own hyperparameters)
 and an :class:`~optax_rmsprop.RMSPropState` for it, so that the run continues in JAX as it
 would have in the framework. ``to_torch`` and ``to_keras`` go back, for any transformation
@@ -18,6 +19,9 @@ ours                   ``torch.optim.RMSprop``   ``keras.optimizers.RMSprop``
 ``mu``                 ``grad_avg``              ``*_average_gradient``
 ``momentum``           ``momentum_buffer``       minus ``*_momentum``
 =====================  ========================  ===============================
+
+Each converter keeps a list of what it understands (the group keys and state entries of
+each optimizer, Keras's constructor options) and refuses anything else by name.
 
 Leaves are matched to the framework's parameters by path (Keras variable paths, or the
 names of a torch optimizer built from ``named_parameters()``), by an explicit

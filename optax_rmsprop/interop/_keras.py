@@ -3,8 +3,9 @@ from JAX."""
 
 from __future__ import annotations
 
+import inspect
 import numbers
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,9 +17,10 @@ from optax_rmsprop.interop import _state
 from optax_rmsprop.interop._state import Leaves
 
 NAMES = {"nu": "velocity", "mu": "average_gradient", "momentum": "momentum"}
-# RMSprop.build's lists of slot variables, each in the order of the variables it was built on.
-_SLOTS = {"nu": "_velocities", "momentum": "_momentums", "mu": "_average_gradients"}
+# Every option of RMSprop.__init__ (an allowlist: anything else is refused by name).
 _OPTIONS = (
+    "name",
+    "learning_rate",
     "rho",
     "momentum",
     "epsilon",
@@ -28,13 +30,40 @@ _OPTIONS = (
     "clipvalue",
     "global_clipnorm",
     "use_ema",
+    "ema_momentum",
+    "ema_overwrite_frequency",
     "loss_scale_factor",
     "gradient_accumulation_steps",
 )
 
 
-def _optimizer(optimizer: Any) -> tuple[dict, list[str], dict[str, list[Any]]]:
-    """The RMSprop's config, the paths of the variables it was built on, and its slots."""
+class _Internals(NamedTuple):
+    learning_rate: Any  # a Variable, a LearningRateSchedule or a callable
+    variables: list[Any]  # the variables the optimizer was built on, in its order
+    slots: dict[str, list[Any]]  # field -> its slot variables, one per variable
+    excluded: Any  # what exclude_from_weight_decay was given, if anything
+
+
+def _internals(optimizer: Any) -> _Internals:
+    """What the conversion needs and Keras 3 keeps only in private attributes, read here
+    and nowhere else: ``_learning_rate`` (the public ``learning_rate`` is the schedule's
+    current value, not the schedule), ``_trainable_variables`` (the variables the slots
+    belong to), RMSprop.build's slot lists ``_velocities``, ``_momentums`` and
+    ``_average_gradients``, and ``_exclude_from_weight_decay`` (and its ``_pattern``),
+    which nothing public reports."""
+    slot_lists = {"nu": "_velocities", "momentum": "_momentums", "mu": "_average_gradients"}
+    return _Internals(
+        learning_rate=optimizer._learning_rate,
+        variables=list(optimizer._trainable_variables),
+        slots={field: list(getattr(optimizer, attr, [])) for field, attr in slot_lists.items()},
+        excluded=getattr(optimizer, "_exclude_from_weight_decay", None)
+        or getattr(optimizer, "_exclude_from_weight_decay_pattern", None),
+    )
+
+
+def _optimizer(optimizer: Any) -> tuple[dict, list[str], dict[str, list[Any]], Any]:
+    """The RMSprop's config, the paths of the variables it was built on, its slots, and
+    what it excludes from weight decay."""
     import keras
 
     if not isinstance(optimizer, keras.optimizers.RMSprop):
@@ -47,9 +76,25 @@ def _optimizer(optimizer: Any) -> tuple[dict, list[str], dict[str, list[Any]]]:
             "the optimizer has no state yet: build it first, "
             "optimizer.build(model.trainable_variables)."
         )
-    # get_config() reads the learning rate with np.array, which NumPy 2 warns about.
-    config = {option: getattr(optimizer, option, None) for option in _OPTIONS}
-    lr = optimizer._learning_rate  # a Variable, a LearningRateSchedule or a callable
+    options = [
+        name
+        for name, p in inspect.signature(type(optimizer).__init__).parameters.items()
+        if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    unknown = [option for option in options if option not in _OPTIONS]
+    if unknown:
+        raise ValueError(
+            f"the optimizer ({type(optimizer).__name__}) takes {unknown[0]!r}, an option this "
+            f"conversion does not know (it knows {', '.join(_OPTIONS)}): convert its state by "
+            "hand."
+        )
+    # get_config() would read the learning rate with np.array (NumPy 2 warns), and fails for
+    # a schedule without get_config: the options are read as attributes.
+    config = {
+        o: getattr(optimizer, o, None) for o in _OPTIONS if o not in ("name", "learning_rate")
+    }
+    internals = _internals(optimizer)
+    lr = internals.learning_rate
     if isinstance(lr, keras.Variable):
         lr = float(keras.ops.convert_to_numpy(lr.value))
     config["learning_rate"] = lr
@@ -59,15 +104,15 @@ def _optimizer(optimizer: Any) -> tuple[dict, list[str], dict[str, list[Any]]]:
                 f"the optimizer has {option}={config[option]!r}, whose state (EMA weights, "
                 "accumulated gradients) RMSPropState does not hold."
             )
-    variables = list(optimizer._trainable_variables)
-    slots = {field: list(getattr(optimizer, attr, [])) for field, attr in _SLOTS.items()}
-    for field, found in slots.items():
+    variables = internals.variables
+    for field, found in internals.slots.items():
         if found and len(found) != len(variables):
             raise TypeError(
                 f"the optimizer has {len(found)} {NAMES[field]} variables for {len(variables)} "
                 "variables: a keras.optimizers.RMSprop built as in Keras 3."
             )
-    return config, [variable.path for variable in variables], slots
+    paths = [variable.path for variable in variables]
+    return config, paths, internals.slots, internals.excluded
 
 
 def _numpy(variable: Any) -> np.ndarray:
@@ -76,7 +121,7 @@ def _numpy(variable: Any) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(variable.value))
 
 
-def _hyperparameters(config: dict, optimizer: Any, given_tx: bool) -> dict:
+def _hyperparameters(config: dict, excluded: Any, given_tx: bool) -> dict:
     h = dict(
         learning_rate=config["learning_rate"],
         rho=float(config["rho"]),
@@ -94,9 +139,6 @@ def _hyperparameters(config: dict, optimizer: Any, given_tx: bool) -> dict:
     ]
     if config.get("loss_scale_factor") is not None:
         problems.append(f"loss_scale_factor={config['loss_scale_factor']!r}")
-    excluded = getattr(optimizer, "_exclude_from_weight_decay", None) or getattr(
-        optimizer, "_exclude_from_weight_decay_pattern", None
-    )
     if h["weight_decay"] and excluded:
         problems.append("exclude_from_weight_decay (pass weight_decay_mask to presets.keras)")
     if problems:
@@ -128,7 +170,7 @@ def _mapping(
 
     def lookup(key: Any, name: str) -> int:
         if isinstance(key, str):
-            found = [i for i, p in enumerate(paths) if p == key or p.endswith("/" + key)]
+            found = [i for i, p in enumerate(paths) if _state.path_matches(p, key)]
             if len(found) != 1:
                 raise ValueError(
                     f"leaf_map{name} names {key!r}, which is "
@@ -190,8 +232,8 @@ def from_keras(
       the average gradients and ``momentum`` = minus Keras's momentums (Keras's holds
       +ηg/√(v + ε) and subtracts it; ours holds the update and adds it).
     """
-    config, paths, slots = _optimizer(optimizer)
-    h = _hyperparameters(config, optimizer, given_tx=tx is not None)
+    config, paths, slots, excluded = _optimizer(optimizer)
+    h = _hyperparameters(config, excluded, given_tx=tx is not None)
     leaves = Leaves(params)
     mapping = _mapping(leaf_map, match, leaves, paths)
     count = int(_numpy(optimizer.iterations))
@@ -228,8 +270,8 @@ def to_keras(
     ``iterations`` to the count, the velocities, the average gradients and the momentums
     (minus ours).
     """
-    config, paths, slots = _optimizer(optimizer)
-    h = _hyperparameters(config, optimizer, given_tx=True)
+    config, paths, slots, excluded = _optimizer(optimizer)
+    h = _hyperparameters(config, excluded, given_tx=True)
     leaves = Leaves(params)
     mapping = _mapping(leaf_map, match, leaves, paths)
     read = _state.read(state, tx, params, leaves)

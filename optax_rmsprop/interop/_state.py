@@ -19,6 +19,16 @@ from optax_rmsprop.core import RMSPropState
 FIELDS = ("nu", "mu", "momentum")
 
 
+class _Unset:
+    """``Leaf.axes`` not given: the layout is kept, where the shapes leave no doubt."""
+
+    def __repr__(self) -> str:
+        return "not given"
+
+
+UNSET = _Unset()
+
+
 @dataclasses.dataclass(frozen=True)
 class Leaf:
     """Where one leaf of the JAX params lives in the framework, for ``leaf_map``.
@@ -31,11 +41,13 @@ class Leaf:
       axes: a permutation that turns the framework's array into the leaf, as
         ``np.transpose(array, axes)``: ``(1, 0)`` for a ``torch.nn.Linear`` weight
         (out, in) used as (in, out), ``(2, 3, 1, 0)`` for a ``Conv2d`` weight (O, I, H, W)
-        used as (H, W, I, O). ``None`` keeps the layout.
+        used as (H, W, I, O). ``None`` keeps the layout. Not given, the layout is kept
+        too, but a square 2-D leaf matched to a torch parameter is refused: a Linear
+        weight (out, in) and its transpose have the same shape, so say which.
     """
 
     key: int | str
-    axes: tuple[int, ...] | None = None
+    axes: tuple[int, ...] | None = UNSET  # type: ignore[assignment]  # not given: see above
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +62,15 @@ class Slot:
     buffers: dict  # field -> np.ndarray
 
 
+def _path(keys: Sequence[Any]) -> str:
+    """``a/b`` for the keys of a leaf, without the ``.value`` of a flax NNX Variable (an
+    ``nnx.State`` of params has ``params['fc']['kernel'].value`` where a dict has
+    ``params['fc']['kernel']``)."""
+    if keys and isinstance(keys[-1], jax.tree_util.GetAttrKey) and keys[-1].name == "value":
+        keys = keys[:-1]
+    return jax.tree_util.keystr(tuple(keys), simple=True, separator="/")
+
+
 class Leaves:
     """The leaves of ``params``: messages name them as ``params['a']['b']``, and paths
     are matched as ``a/b``."""
@@ -60,11 +81,17 @@ class Leaves:
         if not keyed:
             raise ValueError("params has no leaves: pass the JAX pytree of the parameters.")
         self.names = [jax.tree_util.keystr(path) for path, _ in keyed]
-        self.paths = [jax.tree_util.keystr(path, simple=True, separator="/") for path, _ in keyed]
+        self.paths = [_path(path) for path, _ in keyed]
         self.values = [x for _, x in keyed]
 
     def __len__(self) -> int:
         return len(self.values)
+
+
+def path_matches(theirs: str, mine: str) -> bool:
+    """The one rule for paths: the framework's path is ``mine``, or ends in ``/`` and
+    ``mine`` (a model's prefixes such as ``sequential/`` aside)."""
+    return theirs == mine or theirs.endswith("/" + mine)
 
 
 def match_paths(leaves: Leaves, theirs: Sequence[str], what: str) -> list[int]:
@@ -75,7 +102,7 @@ def match_paths(leaves: Leaves, theirs: Sequence[str], what: str) -> list[int]:
     taken: dict[int, int] = {}
     out = []
     for j, mine in enumerate(leaves.paths):
-        found = [i for i, p in enumerate(theirs) if p == mine or p.endswith("/" + mine)]
+        found = [i for i, p in enumerate(theirs) if path_matches(p, mine)]
         if not found:
             left = [theirs[i] for i in range(len(theirs)) if i not in taken]
             raise ValueError(
@@ -104,13 +131,15 @@ def resolve(
     keys: Sequence[Any],
     lookup: Callable[[Any, str], int],
     what: str,
+    square_needs_axes: bool = False,
 ) -> list[tuple[int, tuple[int, ...] | None]]:
     """For each leaf, the position in ``keys`` (the framework's parameters, in its order)
     of the parameter it takes, and the axes of its transform.
 
     ``leaf_map`` is a pytree with the structure of params, or a list with one entry per
     leaf, of :class:`Leaf` or keys; ``lookup(key, leaf_name)`` gives a key's position.
-    Every parameter must go to exactly one leaf.
+    Every parameter must go to exactly one leaf. With ``square_needs_axes`` (torch), a
+    square 2-D leaf whose axes are not given is refused.
     """
     n = len(leaves)
     if isinstance(leaf_map, Sequence) and not isinstance(leaf_map, str) and len(leaf_map) == n:
@@ -119,13 +148,10 @@ def resolve(
         try:
             specs = leaves.treedef.flatten_up_to(leaf_map)
         except (ValueError, TypeError) as error:
-            raise ValueError(
-                f"leaf_map must have the structure of params, with a Leaf, an index or a "
-                f"path at each leaf: {error}"
-            ) from None
-    out = []
+            specs = _by_path(leaf_map, leaves, error)
+    out: list[tuple[int, tuple[int, ...] | None]] = []
     used: dict[int, str] = {}
-    for name, spec in zip(leaves.names, specs, strict=True):
+    for j, (name, spec) in enumerate(zip(leaves.names, specs, strict=True)):
         if isinstance(spec, tuple) and len(spec) == 2 and not isinstance(spec, Leaf):
             spec = Leaf(*spec)
         if not isinstance(spec, Leaf):
@@ -139,7 +165,22 @@ def resolve(
                 f"leaf_map{name} and leaf_map{used[position]} both take {what} {keys[position]!r}."
             )
         used[position] = name
-        axes = None if spec.axes is None else tuple(int(a) for a in spec.axes)
+        shape = np.shape(leaves.values[j])
+        if (
+            square_needs_axes
+            and isinstance(spec.axes, _Unset)
+            and len(shape) == 2
+            and shape[0] == shape[1]
+        ):
+            raise ValueError(
+                f"params{name} is square {shape} and matched to {what} {keys[position]!r} "
+                "without axes: a torch.nn.Linear weight is (out, in), a JAX Dense kernel (in, "
+                "out), and the shapes cannot tell them apart. Say which in leaf_map: "
+                f"Leaf({keys[position]!r}, axes=(1, 0)) for a Linear weight, or "
+                f"Leaf({keys[position]!r}, axes=None) to keep torch's layout."
+            )
+        given = spec.axes
+        axes = None if given is None or isinstance(given, _Unset) else tuple(int(a) for a in given)
         out.append((position, axes))
     missing = [keys[i] for i in range(len(keys)) if i not in used]
     if missing:
@@ -148,6 +189,28 @@ def resolve(
             "leaf, so that its state is carried over."
         )
     return out
+
+
+def _is_spec(x: Any) -> bool:
+    return isinstance(x, (Leaf, str, numbers.Integral)) or (
+        isinstance(x, tuple) and len(x) == 2 and not hasattr(x, "_fields")
+    )
+
+
+def _by_path(leaf_map: Any, leaves: Leaves, error: Exception) -> list[Any]:
+    """The leaf map's entries by path, for a ``leaf_map`` of another tree type than the
+    params (a dict for an ``nnx.State``): each leaf's path must be the map's."""
+    keyed, _ = jax.tree_util.tree_flatten_with_path(leaf_map, is_leaf=_is_spec)
+    by_path = {_path(path): spec for path, spec in keyed}
+    missing = [name for name, path in zip(leaves.names, leaves.paths, strict=True)
+               if path not in by_path]  # fmt: skip
+    if missing or len(by_path) != len(leaves):
+        raise ValueError(
+            "leaf_map must have the structure of params (or the same paths, as a dict for an "
+            f"nnx.State), with a Leaf, an index or a path at each leaf: {error}"
+            + (f"; params{missing[0]} has no entry" if missing else "")
+        ) from None
+    return [by_path[path] for path in leaves.paths]
 
 
 def check_axes(axes: tuple[int, ...] | None, ndim: int, name: str, where: str) -> None:
@@ -335,3 +398,65 @@ def read(state: Any, tx: Any, params: Any, leaves: Leaves) -> list[dict]:
         if out[j] is None:
             raise ValueError(f"params{leaves.names[j]} has no RMSPropState in the state.")
     return [x for x in out if x is not None]
+
+
+def learning_rates(state: Any, tx: Any, params: Any, leaves: Leaves) -> list[float | None]:
+    """Per leaf, the learning rate η that ``tx`` applies at ``state``'s count (None where
+    a probe step cannot tell it).
+
+    The probe is one ``tx.update`` from ``state`` with its buffers replaced: v = G² (G
+    large, so that ε does not show), m̄ = 0 and b = 0, the gradient G and the params 0 (so
+    that weight decay adds nothing). The rule then gives u = −η s with s = G / σ, and σ²
+    (v − |m̄|² of the new buffers) is read back from the new state: η = |u| σ / G. Where
+    the gradient reaching the rule is not G (a clip chained before it), v moves off G²,
+    and the leaf gives None.
+    """
+    n = len(leaves)
+    gain: dict[int, float] = {}
+    for s, held in _states_of(state, n):
+        nus, _ = _buffer_leaves(s.nu, n, "nu")
+        for k in held:
+            largest = min(jnp.finfo(nus[k].dtype).max, jnp.finfo(leaves.values[k].dtype).max)
+            gain[k] = float(np.sqrt(float(largest))) / 8
+
+    def probe(s: Any) -> Any:
+        if not isinstance(s, RMSPropState):
+            return s
+
+        def each(tree: Any, value: Callable[[int], float]) -> Any:
+            if tree is None:
+                return None
+            arrays, treedef = _buffer_leaves(tree, n, "buffer")
+            arrays = [
+                x if isinstance(x, optax.MaskedNode) else jnp.full_like(x, value(k))
+                for k, x in enumerate(arrays)
+            ]
+            return jax.tree.unflatten(treedef, arrays)
+
+        return RMSPropState(
+            count=s.count,
+            nu=each(s.nu, lambda k: gain[k] ** 2),
+            mu=each(s.mu, lambda k: 0.0),
+            momentum=each(s.momentum, lambda k: 0.0),
+        )
+
+    probe_state = jax.tree.map(probe, state, is_leaf=_is_rms_state)
+    grads = jax.tree.unflatten(
+        leaves.treedef, [jnp.full_like(x, gain[k]) for k, x in enumerate(leaves.values)]
+    )
+    zeros = jax.tree.unflatten(leaves.treedef, [jnp.zeros_like(x) for x in leaves.values])
+    updates, new_state = tx.update(grads, probe_state, zeros)
+    flat_updates = leaves.treedef.flatten_up_to(updates)
+    out: list[float | None] = [None] * n
+    for s, held in _states_of(new_state, n):
+        nus, _ = _buffer_leaves(s.nu, n, "nu")
+        mus = None if s.mu is None else _buffer_leaves(s.mu, n, "mu")[0]
+        for k in held:
+            g = gain[k]
+            v = float(np.asarray(nus[k], np.float64).ravel()[0])
+            m = 0.0 if mus is None else abs(complex(np.asarray(mus[k]).ravel()[0])) ** 2
+            u = abs(complex(np.asarray(flat_updates[k]).ravel()[0]).real)
+            if not abs(v - g * g) <= 1e-3 * g * g:  # the rule did not see the gradient G
+                continue
+            out[k] = u * float(np.sqrt(max(v - m, 0.0))) / g
+    return out

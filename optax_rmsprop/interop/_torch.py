@@ -16,38 +16,39 @@ from optax_rmsprop import presets
 from optax_rmsprop.interop import _state
 from optax_rmsprop.interop._state import Leaves
 
-_OPTIONS = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
-_DEFAULTS = dict(
-    alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, maximize=False
-)
+# What a converter understands, by optimizer (an allowlist: anything else is refused by name).
+# Each kind's group options and their defaults (a checkpoint of an older version may lack some).
+_KINDS = {
+    "torch.optim.RMSprop": dict(
+        lr=None,
+        alpha=0.99,
+        eps=1e-8,
+        weight_decay=0.0,
+        momentum=0.0,
+        centered=False,
+        maximize=False,
+    ),
+    "timm.optim.RMSpropTF": dict(
+        lr=None,
+        alpha=0.9,
+        eps=1e-10,
+        weight_decay=0.0,
+        momentum=0.0,
+        centered=False,
+        decoupled_decay=False,
+        corrected_weight_decay=False,
+        max_lr_snapshot=None,
+        lr_in_momentum=True,
+        caution=False,
+    ),
+}
+# Group keys that change how torch computes, not what, and the LR schedulers' keys (read by
+# torch_schedules; initial_lr says a scheduler was attached).
+_HOW_KEYS = ("params", "param_names", "foreach", "fused", "capturable", "differentiable")
+_SCHEDULER_GROUP_KEYS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
 _BUFFERS = {"square_avg": "nu", "grad_avg": "mu", "momentum_buffer": "momentum"}
+_STATE_KEYS = ("step", *_BUFFERS)
 NAMES = {"nu": "square_avg", "mu": "grad_avg", "momentum": "momentum_buffer"}
-# Keys that other torch.optim optimizers keep, and which of them keep them.
-_FOREIGN_GROUP_KEYS = {
-    "betas": "Adam, AdamW, NAdam, RAdam or Adamax",
-    "amsgrad": "Adam or AdamW",
-    "nesterov": "SGD",
-    "dampening": "SGD",
-    "lr_decay": "Adagrad",
-    "initial_accumulator_value": "Adagrad",
-    "rho": "Adadelta",
-    "lambd": "ASGD",
-    "etas": "Rprop",
-    "step_sizes": "Rprop",
-    "momentum_decay": "NAdam",
-}
-_FOREIGN_STATE_KEYS = {
-    "exp_avg": "Adam, AdamW, NAdam, RAdam or Adamax",
-    "exp_avg_sq": "Adam, AdamW, NAdam or RAdam",
-    "max_exp_avg_sq": "Adam or AdamW with amsgrad",
-    "exp_inf": "Adamax",
-    "sum": "Adagrad",
-    "acc_delta": "Adadelta",
-    "eta": "ASGD",
-    "ax": "ASGD",
-    "prev": "Rprop",
-    "step_size": "Rprop",
-}
 
 
 def _numpy_of_tensor(x: Any) -> np.ndarray:
@@ -63,21 +64,27 @@ def _numpy_of_tensor(x: Any) -> np.ndarray:
     return np.array(x)
 
 
+def _kind(group: Mapping) -> str:
+    """Which optimizer a group is from: RMSpropTF's groups say ``lr_in_momentum``."""
+    return "timm.optim.RMSpropTF" if "lr_in_momentum" in group else "torch.optim.RMSprop"
+
+
 def _hyperparameters(group: Mapping, g: int) -> dict:
-    for key, who in _FOREIGN_GROUP_KEYS.items():
-        if key in group:
-            raise ValueError(
-                f"param_groups[{g}] has {key!r}, which torch.optim.RMSprop does not have: this "
-                f"state_dict is from another optimizer ({who})."
-            )
-    missing = [key for key in _OPTIONS if key not in group]
-    if missing:
+    """A group's options, with ``"kind"`` the optimizer; every key must be understood."""
+    kind = _kind(group)
+    options = _KINDS[kind]
+    unknown = [k for k in group if k not in options and k not in _HOW_KEYS + _SCHEDULER_GROUP_KEYS]
+    if unknown:
         raise ValueError(
-            f"param_groups[{g}] has no {missing[0]!r}: this is not a torch.optim.RMSprop "
-            "state_dict."
+            f"param_groups[{g}] has {unknown[0]!r}, which {kind} does not have"
+            + (f" (nor {unknown[1:]})" if unknown[1:] else "")
+            + ": this state_dict is from another optimizer, or an option is set that the "
+            "conversion does not know. from_torch carries torch.optim.RMSprop and "
+            "timm.optim.RMSpropTF; for anything else, convert the state by hand."
         )
-    h = {key: group.get(key, default) for key, default in _DEFAULTS.items()}
-    h["lr"] = group["lr"]
+    if "lr" not in group:
+        raise ValueError(f"param_groups[{g}] has no 'lr': this is not a {kind} state_dict.")
+    h: dict[str, Any] = {key: group.get(key, default) for key, default in options.items()}
     for key in ("lr", "alpha", "eps", "weight_decay", "momentum"):
         value = h[key]
         if hasattr(value, "item"):  # a tensor lr
@@ -85,8 +92,31 @@ def _hyperparameters(group: Mapping, g: int) -> dict:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"param_groups[{g}][{key!r}] must be a number; got {value!r}.")
         h[key] = float(value)
-    h["centered"], h["maximize"] = bool(h["centered"]), bool(h["maximize"])
+    for key, default in options.items():
+        if isinstance(default, bool):
+            h[key] = bool(h[key])
+    if kind == "timm.optim.RMSpropTF":
+        snapshot = h["max_lr_snapshot"]
+        h["max_lr_snapshot"] = h["lr"] if snapshot is None else float(snapshot)
+    h["kind"] = kind
     return h
+
+
+def _preset(h: Mapping, schedules: Mapping) -> Any:
+    """The preset that continues a group: ``presets.torch`` or ``presets.timm``."""
+    given = {**{k: v for k, v in h.items() if k != "kind"}, **schedules}
+    if h["kind"] == "torch.optim.RMSprop":
+        return presets.torch(**given)
+    snapshot = given.pop("max_lr_snapshot")
+    if given["corrected_weight_decay"]:
+        given["corrected_weight_decay"] = snapshot
+    return presets.timm(**given)
+
+
+def _momentum_sign(h: Mapping) -> float:
+    """torch's buffer is ours (b ← μb + g/d, θ ← θ − ηb); RMSpropTF's with lr_in_momentum
+    holds +ηg/d and subtracts it, where ours holds the update: minus ours."""
+    return -1.0 if h.get("lr_in_momentum") else 1.0
 
 
 def _keeps(h: dict, g: int) -> dict:
@@ -169,7 +199,7 @@ def _mapping(
                 "leaf_map (a torch index or Leaf per leaf), or match='order' to take them in "
                 f"the order of params' leaves: {', '.join('params' + n for n in leaves.names)}."
             )
-    return _state.resolve(leaf_map, leaves, keys, lookup, "torch parameter")
+    return _state.resolve(leaf_map, leaves, keys, lookup, "torch parameter", square_needs_axes=True)
 
 
 def from_torch(
@@ -177,24 +207,36 @@ def from_torch(
     params: Any,
     *,
     scheduler: Any = None,
+    steps_per_scheduler_step: int | None = None,
     tx: Any = None,
     leaf_map: Any = None,
     match: str = "path",
 ) -> tuple[optax.GradientTransformationExtraArgs, Any]:
-    r"""A ``torch.optim.RMSprop`` state as the transformation and state that continue it.
+    r"""A ``torch.optim.RMSprop`` or ``timm.optim.RMSpropTF`` state as the transformation and
+    state that continue it.
+
+    Which optimizer it is, the groups say (RMSpropTF's have ``lr_in_momentum``); every key
+    of a group and of a parameter's state must be one that optimizer has, or it is refused
+    by name.
 
     Args:
-      optimizer_state_dict: ``optimizer.state_dict()`` of a ``torch.optim.RMSprop`` (or the
-        optimizer itself), e.g. from a checkpoint.
+      optimizer_state_dict: ``optimizer.state_dict()`` of a ``torch.optim.RMSprop`` or a
+        ``timm.optim.RMSpropTF`` (or the optimizer itself), e.g. from a checkpoint.
       params: the JAX pytree of the parameters the run continues from.
       scheduler: the run's LR scheduler or its ``state_dict()``: ``StepLR``,
         ``MultiStepLR``, ``ExponentialLR``, ``CosineAnnealingLR``, ``LinearLR``,
         ``OneCycleLR`` (its momentum cycling too) or a ``SequentialLR`` of these. The
-        returned ``tx``'s learning rate continues from the scheduler's position, one
-        scheduler step per optimizer step (see :func:`torch_schedules`).
+        returned ``tx``'s learning rate continues from the scheduler's position (see
+        :func:`torch_schedules`). Groups with ``initial_lr`` (which only a scheduler
+        leaves) and no scheduler are refused; ``scheduler="constant"`` keeps each group's
+        current lr.
+      steps_per_scheduler_step: how many optimizer steps the run takes per
+        ``scheduler.step()`` (the steps per epoch, for a scheduler stepped once per
+        epoch); without it, the scheduler's position must equal the step count.
       tx: the transformation to fill a state for, instead of the default:
         ``presets.torch`` with each group's ``lr``, ``alpha``, ``eps``, ``weight_decay``,
-        ``momentum``, ``centered`` and ``maximize``; groups with different hyperparameters
+        ``momentum``, ``centered`` and ``maximize`` (``presets.timm`` with RMSpropTF's
+        options for an RMSpropTF); groups with different hyperparameters
         (or step counts, or a scheduler) become an :func:`optax.multi_transform` whose
         labels are ``"group0"``, ``"group1"``, ... . Pass one for narrower buffers
         (``nu_dtype``); its RMSPropStates must have the buffers the torch groups have.
@@ -212,16 +254,20 @@ def from_torch(
       ``(tx, state)``: the state has ``count`` = torch's ``step``, ``nu`` = ``square_avg``,
       ``mu`` = ``grad_avg`` and ``momentum`` = ``momentum_buffer`` (equal buffers: torch's is
       b ← μb + g/(√v + ε), with g negated for ``maximize``, and θ ← θ − ηb, as
-      ``presets.torch``'s). A parameter with no state yet (never stepped) gets zeros, as
-      torch would give it. ``foreach``, ``fused``, ``capturable`` and ``differentiable``
-      change how torch computes, not what: they are ignored.
+      ``presets.torch``'s; RMSpropTF's with ``lr_in_momentum`` holds ηg/√(v + ε) and
+      subtracts it: minus ours). A parameter with no state yet (never stepped) gets what
+      the optimizer would start it at (zeros; RMSpropTF's ``square_avg`` ones).
+      ``foreach``, ``fused``, ``capturable`` and ``differentiable`` change how torch
+      computes, not what: they are ignored.
 
     Raises:
       TypeError: for something that is not a state_dict.
-      ValueError: for another optimizer's state_dict (Adam's ``exp_avg``, SGD's
-        ``nesterov``...), a missing buffer, step counts that differ within one group, a
-        leaf whose shape does not fit (naming the leaf and the torch index), a leaf
-        map that misses or repeats a parameter, or a scheduler it cannot carry.
+      ValueError: for another optimizer's state_dict, or any group key or state entry
+        the optimizer does not have (naming it), a missing buffer, step counts that
+        differ within one group, a leaf whose shape does not fit (naming the leaf and the
+        torch index), a leaf map that misses or repeats a parameter, a square 2-D leaf
+        without axes, a scheduler it cannot carry or whose position does not fit the step
+        count, or groups with ``initial_lr`` and no scheduler.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -259,16 +305,14 @@ def from_torch(
     for index, entry in state.items():
         if index not in index_group:
             raise ValueError(f"state[{index!r}] belongs to no parameter group.")
-        for key in entry:
-            if key in _FOREIGN_STATE_KEYS:
-                raise ValueError(
-                    f"state[{index}] has {key!r}, which torch.optim.RMSprop does not keep: this "
-                    f"state_dict is from another optimizer ({_FOREIGN_STATE_KEYS[key]})."
-                )
-            if key != "step" and key not in _BUFFERS:
-                raise ValueError(
-                    f"state[{index}] has {key!r}, which torch.optim.RMSprop does not keep."
-                )
+        unknown = [key for key in entry if key not in _STATE_KEYS]
+        if unknown:
+            kind = groups[index_group[index]]["kind"]
+            raise ValueError(
+                f"state[{index}] has {unknown[0]!r}, which {kind} does not keep (it keeps "
+                f"{', '.join(_STATE_KEYS)}): this state_dict is from another optimizer; "
+                "convert its state by hand."
+            )
 
     steps = {}
     for g in range(len(groups)):
@@ -310,12 +354,28 @@ def from_torch(
                 x = _numpy_of_tensor(entry[key])
                 _state.check_axes(axes, x.ndim, name, where)
                 buffers[_BUFFERS[key]] = _state.to_jax_layout(x, axes, pairs)
+        if "momentum" in buffers:
+            buffers["momentum"] = _momentum_sign(h) * buffers["momentum"]
         slots.append(_state.Slot(where, g, steps[g], _keeps(h, g), buffers))
 
     if tx is None:
         schedules: list[dict] = [{} for _ in groups]
-        if scheduler is not None:
-            schedules = torch_schedules(scheduler, sd)
+        if isinstance(scheduler, str):
+            if scheduler != "constant":
+                raise ValueError(
+                    f"scheduler must be a scheduler, None or 'constant'; got {scheduler!r}."
+                )
+        elif scheduler is not None:
+            schedules = torch_schedules(scheduler, sd, steps_per_scheduler_step)
+        else:
+            traced = [g for g, group in enumerate(sd["param_groups"]) if "initial_lr" in group]
+            if traced:
+                raise ValueError(
+                    f"param_groups[{traced[0]}] has 'initial_lr', which only an LR scheduler "
+                    "leaves: pass scheduler= (the scheduler or its state_dict()) so that the "
+                    "lr goes on changing as it would in torch, or scheduler='constant' to keep "
+                    "each group's current lr."
+                )
         tx = _default_tx(groups, schedules, steps, slots, leaves)
     return tx, _state.fill(tx, params, leaves, slots, NAMES)
 
@@ -338,7 +398,7 @@ def _default_tx(
         label_of[g] = labels.setdefault(key, f"group{g}")
     used = {label_of[slot.group] for slot in slots}
     transforms = {
-        label_of[g]: presets.torch(**{**groups[g], **schedules[g]})
+        label_of[g]: _preset(groups[g], schedules[g])
         for g in range(len(groups))
         if label_of[g] in used
     }
@@ -357,7 +417,8 @@ def to_torch(
     leaf_map: Any = None,
     match: str = "path",
 ) -> dict:
-    r"""A state of ``tx`` as a ``torch.optim.RMSprop`` ``state_dict()``.
+    r"""A state of ``tx`` as a ``torch.optim.RMSprop`` (or ``timm.optim.RMSpropTF``)
+    ``state_dict()``.
 
     Load it with ``optimizer.load_state_dict(...)`` into the ``torch.optim.RMSprop`` whose
     ``param_groups`` are given, over the same parameters (set to ``params``' values). Works
@@ -372,8 +433,12 @@ def to_torch(
         checkpoint's, or ``[dict(lr=0.01, ...)]``; torch's defaults fill what a group does
         not say). Each group's ``params`` (tensors or indices) says how many parameters it
         holds, in order; the state_dict carries these groups, since ``load_state_dict``
-        sets them. A state whose buffers do not fit them (a momentum buffer where
-        ``momentum=0``) is refused.
+        sets them, but for their ``lr``: each group gets the learning rate ``tx``
+        applies at the state's count (read from one probe step of ``tx``), so that a
+        fresh optimizer, whose groups hold its first lr, resumes on ``tx``'s schedule;
+        where the probe cannot tell (a clip chained before the rule), the given lr is
+        kept. A state whose buffers do not fit the groups (a momentum buffer where
+        ``momentum=0``) is refused. Groups with ``lr_in_momentum`` are RMSpropTF's.
       leaf_map, match: as for :func:`from_torch` (names from the groups' ``param_names``).
 
     Returns:
@@ -414,13 +479,28 @@ def to_torch(
         for field in ("nu", "momentum", "mu"):
             if buffers[field] is not None:
                 x = _state.from_jax_layout(buffers[field], axes, pairs)
+                if field == "momentum":
+                    x = _momentum_sign(groups[g]) * x
                 entry[NAMES[field]] = torch.tensor(np.ascontiguousarray(x))
         out_state[index] = entry
+    lrs = _state.learning_rates(state, tx, params, leaves)
     out_groups = []
-    for group in groups:
+    for g, group in enumerate(groups):
         group = dict(group)
-        for key in ("foreach", "capturable", "differentiable"):
-            group.setdefault(key, None if key == "foreach" else False)
+        kind = group.pop("kind")
+        found = {lr for (position, _), lr in zip(mapping, lrs, strict=True)
+                 if index_group[indices[position]] == g and lr is not None}  # fmt: skip
+        if len(found) > 1 and max(found) - min(found) > 1e-5 * max(found):
+            raise ValueError(
+                f"the leaves of param_groups[{g}] have different learning rates in tx "
+                f"({sorted(found)}), but torch gives a group one lr."
+            )
+        lr = found.pop() if found else None
+        if lr is not None and not math.isclose(lr, group["lr"], rel_tol=1e-5, abs_tol=1e-12):
+            group["lr"] = lr  # tx's at the state's count: a fresh optimizer's is its first
+        if kind == "torch.optim.RMSprop":
+            for key in ("foreach", "capturable", "differentiable"):
+                group.setdefault(key, None if key == "foreach" else False)
         out_groups.append(group)
     return {"state": out_state, "param_groups": out_groups}
 
@@ -432,7 +512,7 @@ def _given_groups(param_groups: Sequence[Mapping] | Mapping, n: int) -> list[dic
     for g, group in enumerate(param_groups):
         if "lr" not in group:
             raise ValueError(f"param_groups[{g}] has no 'lr'.")
-        h = _hyperparameters({**_DEFAULTS, **group}, g)
+        h = _hyperparameters(group, g)
         extra = {key: value for key, value in group.items() if key not in h and key != "params"}
         if "params" in group:
             size = len(group["params"])
@@ -603,14 +683,17 @@ def _closed_form(name: str, sd: Mapping, group: Mapping, g: int) -> Callable[[ja
     return value
 
 
-def torch_schedules(scheduler: Any, optimizer_state_dict: Any) -> list[dict[str, optax.Schedule]]:
+def torch_schedules(
+    scheduler: Any, optimizer_state_dict: Any, steps_per_scheduler_step: int | None = None
+) -> list[dict[str, optax.Schedule]]:
     """Optax schedules of the step count that continue a torch LR scheduler, per group.
 
-    For the state :func:`from_torch` makes (whose ``count`` is the group's torch ``step``,
-    c₀), the schedule gives at count c the lr that the scheduler gives at its step
-    ``last_epoch + c − c₀``: one scheduler step per optimizer step from here on, as when
-    ``scheduler.step()`` follows each ``optimizer.step()``. Values are computed in
-    float32 from the schedulers' closed forms.
+    The schedule gives at count c (the group's torch ``step``, as in the state
+    :func:`from_torch` makes) the lr that the scheduler gives at its step
+    ``c // steps_per_scheduler_step``: the lr torch uses for its step c + 1 when
+    ``scheduler.step()`` follows every k-th ``optimizer.step()`` (k = 1 by default; the
+    steps per epoch for torch's usual once-per-epoch loop). Values are computed in float32
+    from the schedulers' closed forms.
 
     Args:
       scheduler: a ``StepLR``, ``MultiStepLR``, ``ExponentialLR``, ``CosineAnnealingLR``,
@@ -618,12 +701,22 @@ def torch_schedules(scheduler: Any, optimizer_state_dict: Any) -> list[dict[str,
         cycles momentum inside it), or its ``state_dict()``. Others are refused by name.
       optimizer_state_dict: the optimizer's ``state_dict()`` (or the optimizer), from the
         same moment: its groups' step counts, and what ``OneCycleLR`` keeps in them.
+      steps_per_scheduler_step: k, the optimizer steps per scheduler step. The
+        scheduler's position e (``last_epoch``) and the step count c must agree:
+        e = c without it, e = c // k with it; otherwise the call is refused.
 
     Returns:
       One dict per parameter group with ``"lr"``, and ``"momentum"`` for a ``OneCycleLR``
       with ``cycle_momentum=True``: keyword arguments for
       :func:`optax_rmsprop.presets.torch`.
     """
+    every = 1 if steps_per_scheduler_step is None else steps_per_scheduler_step
+    if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
+        raise ValueError(
+            "steps_per_scheduler_step must be a whole number >= 1; got "
+            f"{steps_per_scheduler_step!r}."
+        )
+    every = int(every)
     name, sd = _scheduler_state(scheduler)
     osd = _optimizer_state_dict(optimizer_state_dict)
     groups = list(osd["param_groups"])
@@ -632,6 +725,7 @@ def torch_schedules(scheduler: Any, optimizer_state_dict: Any) -> list[dict[str,
             f"scheduler has {len(sd['base_lrs'])} groups but the optimizer has {len(groups)}: "
             "pass the state_dicts of one run."
         )
+    position = int(sd["last_epoch"])
     out = []
     for g, group in enumerate(groups):
         steps = {
@@ -639,7 +733,19 @@ def torch_schedules(scheduler: Any, optimizer_state_dict: Any) -> list[dict[str,
             for i in group["params"]
             if i in osd["state"] and "step" in osd["state"][i]
         }
-        offset = int(sd["last_epoch"]) - (max(steps) if steps else 0)
+        count = max(steps) if steps else 0
+        if count // every != position:
+            advice = (
+                "pass steps_per_scheduler_step, the optimizer steps per scheduler.step() "
+                "(the steps per epoch for a scheduler stepped once per epoch)"
+                if steps_per_scheduler_step is None
+                else f"they do not fit {every} optimizer steps per scheduler step"
+            )
+            raise ValueError(
+                f"the scheduler is at step {position} (last_epoch) but param_groups[{g}] has "
+                f"taken {count} optimizer steps: {advice}. A scheduler attached part way "
+                "through is not carried: pass tx with an optax schedule of the step count."
+            )
         schedules: dict[str, optax.Schedule] = {}
         parts = {"lr": _closed_form(name, sd, group, g)}
         if name == "OneCycleLR" and sd.get("cycle_momentum"):
@@ -648,8 +754,8 @@ def torch_schedules(scheduler: Any, optimizer_state_dict: Any) -> list[dict[str,
             parts["momentum"] = _one_cycle(sd, group, g, "momentum")
         for key, part in parts.items():
 
-            def schedule(count: Any, part: Callable = part, offset: int = offset) -> jax.Array:
-                e = jnp.maximum(jnp.asarray(count, jnp.int32) + offset, 0)
+            def schedule(count: Any, part: Callable = part) -> jax.Array:
+                e = jnp.asarray(count, jnp.int32) // every
                 return jnp.asarray(part(e), jnp.float32)
 
             schedules[key] = schedule
