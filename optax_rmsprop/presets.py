@@ -380,7 +380,7 @@ def timm(
     Matches: ε inside the root, the mean square starting at **1**, ``lr`` inside the
     momentum buffer (``lr_in_momentum=True``; ``False`` applies the current ``lr`` to the
     whole buffer, as :func:`torch`), coupled L2 ``weight_decay`` added to the gradient or,
-    with ``decoupled_decay``, :math:`	heta \leftarrow 	heta - \eta\lambda	heta`; with
+    with ``decoupled_decay``, :math:`\theta \leftarrow \theta - \eta\lambda\theta`; with
     ``corrected_weight_decay`` too, :math:`\eta^2/\eta_{max}` in place of :math:`\eta`,
     where :math:`\eta_{max}` is the ``lr`` RMSpropTF was built with (``True`` takes
     ``lr``; with a schedule, pass that peak lr as the number); ``caution`` (Cautious
@@ -395,15 +395,28 @@ def timm(
     (``timm.scheduler``) set the lr per epoch or per update: give ``lr`` as an optax
     schedule of the step count that does the same.
 
+    Raises:
+      TypeError: ``lr``, ``alpha``, ``eps``, ``weight_decay`` or ``momentum`` not a real
+        number, scalar array or schedule; ``centered``, ``decoupled_decay``,
+        ``lr_in_momentum`` or ``caution`` not a bool; ``weight_decay_mask`` with a leaf
+        that is not a bool; ``nu_dtype`` or ``mu_dtype`` not a dtype.
+      ValueError: one of those numbers not a scalar or out of its range (``alpha`` and
+        ``momentum`` in [0, 1], the others >= 0); with ``decoupled_decay``,
+        ``corrected_weight_decay=True`` and a schedule as ``lr`` (pass the peak lr as
+        the number), or a number that is not > 0; ``nu_dtype`` or ``mu_dtype`` refused
+        as by :func:`optax_rmsprop.rmsprop`.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> from optax_rmsprop import presets
       >>> tx = presets.timm(lr=0.016, eps=1e-3, momentum=0.9, weight_decay=1e-5)
-      >>> updates, state = tx.update(jnp.ones(3), tx.init(jnp.ones(3)), jnp.ones(3))
-      >>> state.nu  # square_avg starts at 1
+      >>> tx.init(jnp.ones(3)).nu  # square_avg starts at 1
       Array([1., 1., 1.], dtype=float32)
     """
     momentum = _momentum_or_none(momentum)
+    if not isinstance(caution, (bool, np.bool_)):  # it is passed on only with momentum
+        kind = type(caution).__name__
+        raise TypeError(f"caution must be a bool; got {caution!r} of type {kind}.")
     peak = None
     if corrected_weight_decay is not False and corrected_weight_decay is not None:
         if not decoupled_decay:

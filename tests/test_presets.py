@@ -823,6 +823,13 @@ def test_errors_name_the_frameworks_argument(preset, kwargs, name):
         preset(**kwargs)
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_timm_refuses_a_caution_that_is_not_a_bool(momentum):
+    """caution reaches rmsprop's check only with momentum: the preset checks it itself."""
+    with pytest.raises(TypeError, match="^caution must be a bool"):
+        presets.timm(momentum=momentum, caution="yes")
+
+
 def test_inject_hyperparams_needs_static_momentum_for_no_buffer():
     """optax.inject_hyperparams turns every number into an array, torch's momentum=0 too:
     the preset can no longer tell "no momentum" and keeps a buffer (4 bytes per parameter
