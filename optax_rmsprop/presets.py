@@ -38,6 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optax_rmsprop import hyperparameters as hp
+from optax_rmsprop import validation
 from optax_rmsprop.core import rmsprop
 
 __all__ = [
@@ -540,6 +542,9 @@ def gluon(
     )
     if clip_gradient is None and rescale_grad == 1.0 and clip_weights is None:
         return rmsprop(learning_rate, weight_decay=wd, weight_decay_mask=weight_decay_mask, **core)
+    # wd and its mask go to optax.add_decayed_weights here, which checks neither.
+    hp.check("weight_decay", wd)
+    validation.hashable_mask(weight_decay_mask)
     parts = []
     if rescale_grad != 1.0:
         parts.append(optax.scale(rescale_grad))

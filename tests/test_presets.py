@@ -812,6 +812,7 @@ def test_timm_caution_without_momentum_is_off_as_in_timm():
         (presets.keras, dict(epsilon=-1.0), "epsilon"),
         (presets.gluon, dict(gamma1=2.0), "gamma1"),
         (presets.gluon, dict(wd=-1.0), "wd"),
+        (presets.gluon, dict(wd=-1.0, rescale_grad=2.0), "wd"),  # optax.chain around rmsprop
         (presets.d2l, dict(lr=0.1, gamma=1.5), "gamma"),
         (presets.timm, dict(alpha=-0.5), "alpha"),
         (presets.paddle, dict(learning_rate=0.1, rho=3.0), "rho"),
