@@ -219,10 +219,10 @@ def _rule(
         u = -lr * s  # (10)
     elif c.lr_in_momentum:
         u = -lr * s  # (8)
-        b_new = _as_stored(u + mu * b.astype(cd), stored.momentum)  # (8)
+        b_new = _as_stored(_momentum(c, h, b, u, cd), stored.momentum)  # (8)
         u = u + mu * b_new if c.nesterov else b_new  # (8)
     else:
-        b_new = _as_stored(s + mu * b.astype(cd), stored.momentum)  # (9)
+        b_new = _as_stored(_momentum(c, h, b, s, cd), stored.momentum)  # (9)
         u = -lr * (s + mu * b_new if c.nesterov else b_new)  # (9)
     if c.caution:
         u = _cautious(u, g)  # (11)
@@ -248,6 +248,14 @@ def _average(old: jax.Array, new: jax.Array, h: hp.Hyperparameters, dtype: Any) 
     (None: as computed) and kept in the arithmetic's dtype, so that the rule goes on from
     exactly what a resumed run would read."""
     return _as_stored(hp.leaky_average(old, new, h), dtype)
+
+
+def _momentum(
+    c: _Config, h: hp.Hyperparameters, b: jax.Array, x: jax.Array, dtype: Any
+) -> jax.Array:
+    """(8), (9): x + μ b_{t-1} in the arithmetic's ``dtype``; with bias correction in the
+    form whose gain 1/(1 - μ) carries no float32 rounding of μ (hp.momentum_average)."""
+    return hp.momentum_average(b.astype(dtype), x, h, c.bias_correction)
 
 
 def _saturated(g_sq: jax.Array, v_dtype: Any) -> jax.Array:

@@ -3,11 +3,14 @@
 As a new user would have it: ``git clone`` of this checkout's committed HEAD (uncommitted
 changes are not in it) into an empty temporary folder, with no ``../shared`` beside it,
 ``OPTAX_RMSPROP_FASHION_MNIST`` pointing at an empty folder and ``OPTAX_RMSPROP_AIRFOIL``
-unset. The "fresh venv" is ``python -m venv --system-site-packages --without-pip`` plus
-``pip --python <venv> install --no-deps --no-build-isolation -e <clone>`` (this environment's
-pip and setuptools; a venv's own bundled setuptools may be too old for pyproject.toml): it sees
-this environment's packages, so nothing is downloaded and the test runs offline, while
-``optax_rmsprop`` is imported from the clone. There
+unset. The "fresh venv" is ``python -m venv --without-pip`` from the base interpreter, whose
+``.pth`` file puts this test environment's site-packages (``site.getsitepackages()`` of the
+running interpreter: a venv's or the base interpreter's, wherever the tests run) after its
+own, so it sees the packages the tests were installed with and nothing is downloaded. The
+clone is installed editable into it by this environment's pip, built by the setuptools of
+the test extra (``setuptools>=77``, which ``[build-system]`` asks for) without a download;
+CI's install in a fresh venv checks the build with isolation, as a user's pip runs it.
+``optax_rmsprop`` is then imported from the clone. There
 
 (a) the README's docs command (taken from the README, ``-W`` included) builds, and no page
     holds a traceback;
@@ -21,6 +24,7 @@ import os
 import pathlib
 import re
 import shutil
+import site
 import subprocess
 import sys
 
@@ -65,12 +69,15 @@ def test_fresh_clone_builds_docs_and_passes_data_tests(tmp_path):
     no_data.mkdir()
 
     venv = tmp_path / "venv"
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
-        check=True,
-        timeout=300,
-    )
+    base = getattr(sys, "_base_executable", sys.executable)  # a venv's own interpreter's
+    subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
     python = str(venv / "bin" / "python")
+    inner = subprocess.run(
+        [python, "-c", "import site; print(site.getsitepackages()[0])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    ours = [p for p in site.getsitepackages() if pathlib.Path(p).is_dir()]
+    pathlib.Path(inner, "test-environment.pth").write_text("".join(f"{p}\n" for p in ours))
     install = [sys.executable, "-m", "pip", "--python", python, "install", "--quiet"]
     install += ["--no-deps", "--no-build-isolation", "--no-index", "-e", str(clone)]
     subprocess.run(install, check=True, timeout=600, cwd=tmp_path)
@@ -78,8 +85,9 @@ def test_fresh_clone_builds_docs_and_passes_data_tests(tmp_path):
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("OPTAX_RMSPROP_", "PYTEST_", "VIRTUAL_ENV"))
-        and key not in ("PYTHONPATH", "XLA_FLAGS")
+        # A user has none of these: not PYTHONDONTWRITEBYTECODE either (bytecode is written)
+        if not key.startswith(("OPTAX_RMSPROP_", "PYTEST_", "VIRTUAL_ENV", "PYTHON"))
+        and key != "XLA_FLAGS"
     }
     env |= {
         "OPTAX_RMSPROP_FASHION_MNIST": str(no_data),
