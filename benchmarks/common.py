@@ -51,8 +51,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bias_correction+eps_outside": {"bias_correction": True, "eps_in_sqrt": False},
     "int8": {"nu_dtype": "int8"},
     "bf16": {"nu_dtype": jnp.bfloat16},
+    # every buffer in 8 bits: v, and b (and m̄) in signed codes
+    "int8+momentum": {"momentum": 0.9, "nu_dtype": "int8", "mu_dtype": "int8"},
+    "int8+centered+momentum": {
+        "centered": True,
+        "momentum": 0.9,
+        "nu_dtype": "int8",
+        "mu_dtype": "int8",
+    },
 }
-STATE_ONLY = ("nu_dtype",)  # our options optax.rmsprop lacks: its reference is float32 state
+# our options optax.rmsprop lacks: its reference is float32 state
+STATE_ONLY = ("nu_dtype", "mu_dtype")
 
 
 def transformations(

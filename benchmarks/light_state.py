@@ -1,42 +1,46 @@
-"""Light optimizer state: final loss and memory with float32, bfloat16 and 8-bit ``nu``.
+"""Light optimizer state: final loss and memory with every storage of the buffers.
 
-    python benchmarks/light_state.py            # about 6 minutes on 2 CPU cores
+    python benchmarks/light_state.py            # about 15 minutes on 2 busy CPU cores
     python benchmarks/light_state.py --quick    # a smoke run (smaller, fewer seeds; the
                                                 # package's 5000 Fashion-MNIST images)
+    python benchmarks/light_state.py --merge --only quadratic-0.9   # rerun one problem
 
-Three problems, each trained from the same seeds (initial parameters, data order, noise)
-with ``nu`` stored four ways: float32 (the reference), bfloat16 and 8-bit codes rounded
-stochastically (``nu_dtype="int8"``) or to nearest (``Int8(rounding="nearest")``); the
-table gives the mean final loss over seeds, its spread, the relative gap of the mean to
-float32 state, and the optimizer state's bytes per parameter
-(``optax_rmsprop.state_size``). All seeds of one problem train at once (``jax.vmap``).
+Each problem trains from the same seeds (initial parameters, data order, noise) with its
+state stored six ways: float32 (the reference), bfloat16 (v, m̄ and b), 8-bit v
+(``nu_dtype="int8"``), 8-bit v and 8-bit b/m̄ (``mu_dtype="int8"``, where the problem has
+them), and two candidate 4-bit second moments with 8-bit b/m̄: v rounded after every step
+through 4-bit codes in blocks of 128 (as torchao's 4-bit state) or through rank-1
+normalization and a linear map without zero (Li et al., 2023). The 4-bit candidates are
+measured here, not shipped. All seeds of a problem train at once (``jax.vmap``).
+
+For each storage: the mean final loss over seeds and its spread, the gap of the mean to
+float32 state's with its standard error (from both runs' spread over the seeds), the
+verdict (within noise: within 2 standard errors), the state's bytes per parameter, and
+for 4-bit v whether every problem is within noise. These are computed and written here
+(``benchmarks/results/light_state.json``, with the machine); ``render.py`` draws them.
 
 * **airfoil**: d2l 11.8's linear regression (``presets.d2l``: lr 0.01, γ 0.9, ε 1e-6,
-  minibatches of 10, 2 epochs, 1500 rows), 16 seeds; the loss is mean (ŷ − y)²/2 over the
-  1500 rows after the last step. Its weight has 5 values, so the 8-bit run uses blocks of
-  4 (``Int8(block_size=4, min_size=4)``): with the default ``min_size`` nothing would be
-  quantized.
-* **fashion_mnist**: an MLP 784-256-128-10 (ReLU) on the 60 000 training images, 3 epochs
-  of minibatches of 128, RMSProp (decay 0.9, and PyTorch's 0.99) with the learning rate on
-  a cosine from 1e-3 to 0, 3 seeds; the loss is the cross-entropy on the 60 000 images
-  after training (test accuracy beside it). Default ``Int8()``: both large weight matrices
-  are 8-bit.
-* **quadratic**: the noisy quadratic model (Zhang et al., 2019), f(x) = ½ Σ hᵢxᵢ² with
-  hᵢ = 1/i for i = 1..65 536 in a random order (so every block of v spans the whole range),
-  stochastic gradient hᵢxᵢ + 0.1·√hᵢ·ξ, x₀ ~ N(0, 1), 3000 steps, 4 seeds; default
-  ``Int8()``. Run at decay 0.9, 0.99 and 0.999, with a constant learning rate 0.01 and with
-  a cosine from 0.01 to 0: the decay sweep shows where low-precision ``v`` starts to
-  matter (with rounding to nearest, a leaky average that moves by less than half a code
-  per step stays put; stochastic rounding follows it on average).
+  minibatches of 10, 2 epochs), 16 seeds. Its weight has 5 values, so the 8-bit runs use
+  blocks of 4 (``Int8(block_size=4, min_size=4)``).
+* **quadratic-ρ**: the noisy quadratic model (Zhang et al., 2019), f(x) = ½ Σ hᵢxᵢ² with
+  hᵢ = 1/i for i = 1..65 536 in a random order, stochastic gradient hᵢxᵢ + 0.1·√hᵢ·ξ,
+  RMSProp with momentum 0.9, lr 1e-3, decay ρ = 0.9, 0.99, 0.999; 3000 steps, 4 seeds.
+* **fashion_mnist-mlp**: an MLP 784-256-128-10 on the 60 000 training images, 2 epochs of
+  128, RMSProp decay 0.9, cosine lr 1e-3 → 0, 3 seeds; loss on the training set, test
+  accuracy beside it.
+* **fashion_mnist-cnn**: momentum as its users run it, the TF-style recipe of EfficientNet
+  and MobileNet: ``presets.tf1`` centered, momentum 0.9, decay 0.9, ε 1e-3, cosine lr
+  1e-3 → 0, on a CNN (3x3 convolutions of 16 and 32 channels, stride 2, then dense 64 and
+  10), 2 epochs of 128 over 10 000 training images, 3 seeds.
 
-Writes ``benchmarks/results/light_state.json`` with the machine it ran on; ``render.py`` makes
-``light_state.md`` from it.
+The state-size table: a 1.3B-parameter transformer's shapes (``state_size``), every
+storage, beside what bitsandbytes' and torchao's formats take for the same buffers.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import json
 import math
 import sys
 import time
@@ -55,27 +59,119 @@ import optax_rmsprop
 from optax_rmsprop import datasets, presets
 from optax_rmsprop.quantize import Int8, QuantizedArray
 
-STATES: dict[str, Any] = {
-    "float32": None,
-    "bfloat16": jnp.bfloat16,
-    "int8": Int8(),  # stochastic rounding
-    "int8-nearest": Int8(rounding="nearest"),
+# Each storage: the options it gives the transformation, and the 4-bit scheme (None, or
+# "block128" / "rank1") its v is rounded to after every step (4-bit v is measured here, not
+# shipped: see four_bit). Storages of the first-moment buffers run only where there are some.
+STORAGES: dict[str, tuple[dict[str, Any], str | None]] = {
+    "float32": ({}, None),
+    "bfloat16": ({"nu_dtype": jnp.bfloat16, "mu_dtype": jnp.bfloat16}, None),
+    "int8 v": ({"nu_dtype": Int8()}, None),
+    "int8 v + int8 b/m̄": ({"nu_dtype": Int8(), "mu_dtype": Int8()}, None),
+    "4-bit v (blocks of 128) + int8 b/m̄": ({"mu_dtype": Int8()}, "block128"),
+    "4-bit v (rank-1, linear) + int8 b/m̄": ({"mu_dtype": Int8()}, "rank1"),
 }
+FIRST_MOMENT_ONLY = ("int8 v + int8 b/m̄",)  # the same as "int8 v" without b or m̄
 
 Problem = dict[str, Any]
+
+
+# ---------------------------------------------------------------------------
+# Candidate 4-bit second moments: v rounded to 4-bit codes after each step (what a run
+# storing those codes would read back), in float32, so any scheme can be measured before
+# one is built into the library.
+
+
+def four_bit_round_trip(v: jax.Array, scheme: str, u: jax.Array) -> jax.Array:
+    """``v >= 0`` through 4-bit codes, rounded stochastically (``u`` uniform in [0, 1)).
+
+    * ``block128`` (block-wise, as torchao's 4-bit state): blocks of 128 along the
+      flattened leaf, each scaled by its maximum; codes 0..15 stand for 2**(c - 15) of it
+      (octaves, no zero: 0.53 B/value with the float32 scales).
+    * ``rank1`` (Li et al., 2023): each value scaled by the smaller of its row's and its
+      column's maximum (the leaf as (rows, last axis); a vector as rows of 128), a linear
+      map without zero: code c stands for (c + 1) / 16 of the scale (0.5 B/value and the
+      row and column maxima).
+    Values below the smallest code come back as it, never as 0; exact zeros stay zero.
+    """
+    shape = v.shape
+    if scheme == "block128":
+        flat = v.reshape(-1)
+        pad = -flat.size % 128
+        blocks = jnp.pad(flat, (0, pad)).reshape(-1, 128)
+        scale = jnp.max(blocks, axis=1, keepdims=True)
+        ratio = blocks / jnp.where(scale > 0, scale, 1)
+        low = jnp.exp2(jnp.clip(jnp.floor(jnp.log2(jnp.maximum(ratio, 2.0**-15))), -15, 0))
+        up = jnp.pad(u.reshape(-1), (0, pad)).reshape(-1, 128) < (ratio - low) / low
+        back = jnp.where(up & (low < 1), 2 * low, low) * scale
+        back = back.reshape(-1)[: flat.size].reshape(shape)
+    else:
+        rows, columns = _rank1_matrix(shape)
+        matrix = jnp.pad(v.reshape(-1), (0, rows * columns - v.size)).reshape(rows, columns)
+        noise = jnp.pad(u.reshape(-1), (0, rows * columns - v.size)).reshape(rows, columns)
+        scale = jnp.minimum(matrix.max(axis=1, keepdims=True), matrix.max(axis=0, keepdims=True))
+        x = matrix / jnp.where(scale > 0, scale, 1) * 16 - 1  # code units
+        low = jnp.clip(jnp.floor(x), 0, 15)
+        code = jnp.clip(low + (noise < x - low), 0, 15)
+        back = ((code + 1) / 16 * scale).reshape(-1)[: v.size].reshape(shape)
+    return jnp.where(v > 0, back, 0.0)
+
+
+def _rank1_matrix(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(rows, columns) of the matrix a leaf is normalized as: (leading, last axis), or a
+    vector in rows of 128 (zero-padded)."""
+    if len(shape) > 1:
+        return math.prod(shape[:-1]), shape[-1]
+    return -(-math.prod(shape) // 128), 128
+
+
+def four_bit_bytes(shape: tuple[int, ...], scheme: str) -> float:
+    """Bytes a leaf's 4-bit v takes: half a byte a value, and the float32 scales."""
+    n = math.prod(shape)
+    if scheme == "block128":
+        return n / 2 + 4 * -(-n // 128)
+    return n / 2 + 4 * sum(_rank1_matrix(shape))
+
+
+def with_four_bit_nu(
+    tx: optax.GradientTransformation, scheme: str, min_size: int
+) -> optax.GradientTransformation:
+    """``tx`` (float32 v) with each leaf's v of ``min_size`` values or more rounded to 4-bit
+    codes after every step; the step itself uses the unrounded v, as the 8-bit v does."""
+
+    def update(grads, state, params=None):
+        updates, state = tx.update(grads, state, params)
+        leaves, treedef = jax.tree.flatten(state.nu)
+        key = jax.random.fold_in(jax.random.key(0), state.count)
+        rounded = [
+            four_bit_round_trip(v, scheme, jax.random.uniform(jax.random.fold_in(key, i), v.shape))
+            if v.size >= min_size
+            else v
+            for i, v in enumerate(leaves)
+        ]
+        return updates, state._replace(nu=jax.tree.unflatten(treedef, rounded))
+
+    return optax.GradientTransformation(tx.init, update)
+
+
+def make_tx(problem: Problem, storage: str) -> optax.GradientTransformation:
+    options, scheme = STORAGES[storage]
+    int8 = problem.get("int8", Int8())  # the problem's own blocks
+    options = {k: int8 if isinstance(x, Int8) else x for k, x in options.items()}
+    tx = problem["make_tx"](**options)
+    return tx if scheme is None else with_four_bit_nu(tx, scheme, int8.min_size)
 
 
 # ---------------------------------------------------------------------------
 # Training: every seed at once.
 
 
-def train_all_seeds(problem: Problem, nu_dtype: Any) -> tuple[np.ndarray, dict[str, Any]]:
+def train_all_seeds(problem: Problem, storage: str) -> tuple[np.ndarray, dict[str, Any]]:
     """Final loss per seed, and the extra metrics and final state of the first seed.
 
     ``problem["inputs"]`` is (initial params, constants, per-step data), each with a
     leading axis of seeds; gradients are ``problem["grad"](params, constants, data_t)``.
     """
-    tx = problem["make_tx"](nu_dtype)
+    tx = make_tx(problem, storage)
 
     def train(params, constants, data):
         def step(carry, data_t):
@@ -92,8 +188,9 @@ def train_all_seeds(problem: Problem, nu_dtype: Any) -> tuple[np.ndarray, dict[s
 
 
 def n_quantized(state: Any) -> int:
+    """8-bit leaves of the state, all buffers together."""
     is_q = lambda x: isinstance(x, QuantizedArray)  # noqa: E731
-    return sum(is_q(x) for x in jax.tree.leaves(state.nu, is_leaf=is_q))
+    return sum(is_q(x) for x in jax.tree.leaves(state, is_leaf=is_q))
 
 
 def one_seed(inputs: tuple) -> Any:
@@ -121,7 +218,8 @@ def airfoil(seeds: int) -> Problem:
 
     return {
         "description": "d2l airfoil, linear, batch 10, lr 0.01, γ 0.9, 2 epochs",
-        "make_tx": lambda nu: presets.d2l(lr=0.01, gamma=0.9, nu_dtype=nu),
+        "make_tx": lambda **storage: presets.d2l(lr=0.01, gamma=0.9, **storage),
+        "first_moment": False,
         "int8": Int8(block_size=4, min_size=4),
         "grad": lambda params, _, batch: jax.grad(squared_loss)(params, *batch),
         "loss": lambda params, _: squared_loss(params, features, target),
@@ -143,8 +241,11 @@ def load_fashion_mnist(split: str, subset: bool) -> tuple[np.ndarray, np.ndarray
 
 
 def fashion_mnist(
-    seeds: int, epochs: int, train_size: int, decay: float = 0.9, batch: int = 128
+    seeds: int, epochs: int, train_size: int, model: str = "mlp", batch: int = 128
 ) -> Problem:
+    """An MLP 784-256-128-10 with RMSProp (decay 0.9, cosine lr 1e-3 → 0), or a small CNN
+    trained with the TF-style recipe: ``presets.tf1`` centered, momentum 0.9, decay 0.9,
+    ε 1e-3 (as EfficientNet's), the learning rate on a cosine from 1e-3 to 0."""
     subset = train_size <= 5000  # the package's copy holds the first 5000 training images
     images, labels = load_fashion_mnist("train", subset)
     test_images, test_labels = load_fashion_mnist("t10k", subset)
@@ -152,38 +253,68 @@ def fashion_mnist(
     prepare = lambda x: jnp.asarray(((x / 255 - mean) / std).astype(np.float32))  # noqa: E731
     x, y = prepare(images[:train_size]), jnp.asarray(labels[:train_size])
     test_x, test_y = prepare(test_images), jnp.asarray(test_labels)
-    sizes = [784, 256, 128, 10]
     steps_per_epoch = train_size // batch
     steps = epochs * steps_per_epoch
+    # (name, shape, fan in, gain): He initialization, LeCun for the last layer
+    if model == "mlp":
+        shapes = [("w0", (784, 256), 784, 2), ("w1", (256, 128), 256, 2), ("w2", (128, 10), 128, 1)]
+    else:  # conv 3x3 16, conv 3x3/2 32, dense 64, dense 10
+        shapes = [
+            ("c0", (3, 3, 1, 16), 9, 2),
+            ("c1", (3, 3, 16, 32), 144, 2),
+            ("w0", (14 * 14 * 32 // 4, 64), 14 * 14 * 32 // 4, 2),
+            ("w1", (64, 10), 64, 1),
+        ]
     params, orders = [], []
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
         layers = {}
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            scale = math.sqrt((2 if i < len(sizes) - 2 else 1) / fan_in)  # He, then LeCun
-            layers[f"w{i}"] = (rng.normal(size=(fan_in, fan_out)) * scale).astype(np.float32)
-            layers[f"b{i}"] = np.zeros(fan_out, np.float32)
+        for name, shape, fan_in, gain in shapes:
+            layers[name] = (rng.normal(size=shape) * math.sqrt(gain / fan_in)).astype(np.float32)
+            layers["b" + name] = np.zeros(shape[-1], np.float32)
         params.append(layers)
         order = [rng.permutation(train_size)[: steps_per_epoch * batch] for _ in range(epochs)]
         orders.append(np.concatenate(order).reshape(steps, batch))
 
+    def conv(x, w, stride):
+        return jax.lax.conv_general_dilated(
+            x, w, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+
     def logits(params, x):
-        for i in range(len(sizes) - 1):
-            x = x @ params[f"w{i}"] + params[f"b{i}"]
-            x = jax.nn.relu(x) if i < len(sizes) - 2 else x
-        return x
+        if model == "mlp":
+            for i in range(3):
+                x = x @ params[f"w{i}"] + params[f"bw{i}"]
+                x = jax.nn.relu(x) if i < 2 else x
+            return x
+        x = x.reshape(-1, 28, 28, 1)
+        x = jax.nn.relu(conv(x, params["c0"], 2) + params["bc0"])  # 14 x 14 x 16
+        x = jax.nn.relu(conv(x, params["c1"], 2) + params["bc1"])  # 7 x 7 x 32
+        x = jax.nn.relu(x.reshape(len(x), -1) @ params["w0"] + params["bw0"])
+        return x @ params["w1"] + params["bw1"]
 
     def cross_entropy(params, x, y):
         return optax.softmax_cross_entropy_with_integer_labels(logits(params, x), y).mean()
 
     schedule = optax.cosine_decay_schedule(1e-3, steps)
+    if model == "mlp":
+        description = "MLP 784-256-128-10, RMSProp decay 0.9"
+        make = lambda **storage: optax_rmsprop.rmsprop(schedule, decay=0.9, **storage)  # noqa: E731
+    else:
+        description = (
+            "CNN conv16-conv32/2-64-10 (stride 2), TF-style: tf1 centered, momentum 0.9, "
+            "decay 0.9, ε 1e-3"
+        )
+        make = lambda **storage: presets.tf1(  # noqa: E731
+            schedule, decay=0.9, momentum=0.9, epsilon=1e-3, centered=True, **storage
+        )
     return {
         "description": (
-            f"Fashion-MNIST MLP 784-256-128-10, {train_size} images, {epochs} epochs of "
-            f"{batch}, cosine lr 1e-3 → 0, decay {decay}"
+            f"Fashion-MNIST {description}, {train_size} images, {epochs} epochs of {batch}, "
+            "cosine lr 1e-3 → 0"
         ),
-        "make_tx": lambda nu: optax_rmsprop.rmsprop(schedule, decay=decay, nu_dtype=nu),
-        "int8": Int8(),
+        "make_tx": make,
+        "first_moment": model != "mlp",
         "grad": lambda params, _, idx: jax.grad(cross_entropy)(params, x[idx], y[idx]),
         "loss": lambda params, _: cross_entropy(params, x, y),
         "metrics": lambda params: {
@@ -195,14 +326,15 @@ def fashion_mnist(
     }
 
 
-def quadratic(seeds: int, dim: int, steps: int, decay: float, schedule: str) -> Problem:
+def quadratic(seeds: int, dim: int, steps: int, decay: float) -> Problem:
+    """RMSProp with momentum 0.9 and a constant learning rate 1e-3 (a step of 1e-2 in the
+    steady state, as the plain 0.01 of earlier runs)."""
     h, x0 = [], []
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
         h.append(1.0 / rng.permutation(np.arange(1, dim + 1)))
         x0.append(rng.normal(size=dim))
     keys = jax.vmap(jax.random.key)(jnp.arange(seeds))
-    lr = optax.cosine_decay_schedule(0.01, steps) if schedule == "cosine" else 0.01
 
     def grad(x, constants, t):
         h, key = constants
@@ -212,10 +344,12 @@ def quadratic(seeds: int, dim: int, steps: int, decay: float, schedule: str) -> 
     return {
         "description": (
             f"noisy quadratic, d = {dim}, h_i = 1/i shuffled, {steps} steps, "
-            f"{'cosine lr 0.01 → 0' if schedule == 'cosine' else 'lr 0.01'}, decay {decay}"
+            f"lr 1e-3, momentum 0.9, decay {decay}"
         ),
-        "make_tx": lambda nu: optax_rmsprop.rmsprop(lr, decay=decay, nu_dtype=nu),
-        "int8": Int8(),
+        "make_tx": lambda **storage: optax_rmsprop.rmsprop(
+            1e-3, decay=decay, momentum=0.9, **storage
+        ),
+        "first_moment": True,
         "grad": grad,
         "loss": lambda x, constants: 0.5 * jnp.sum(constants[0] * x**2),
         "metrics": lambda x: {},
@@ -233,115 +367,212 @@ def quadratic(seeds: int, dim: int, steps: int, decay: float, schedule: str) -> 
 # Running and reporting.
 
 
+def state_bytes(problem: Problem, storage: str, params: Any) -> tuple[int, int]:
+    """(state bytes, parameters): ``state_size``, with a 4-bit v's bytes counted in."""
+    options, scheme = STORAGES[storage]
+    size = optax_rmsprop.state_size(make_tx(problem, storage), params)
+    total = size.state_bytes
+    if scheme is not None:
+        min_size = problem.get("int8", Int8()).min_size
+        for p in jax.tree.leaves(params):
+            if p.size >= min_size:  # float32 v out, 4-bit codes in
+                total += four_bit_bytes(p.shape, scheme) - 4 * p.size
+    return int(math.ceil(total)), size.num_params
+
+
+def gap_verdict(losses: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """The gap of the mean loss to float32 state's, and whether it lies within the seeds'
+    noise: 2 standard errors of the difference of the two means, from the spread of each
+    over its seeds. (The same seeds train both, so the differences paired by seed have a
+    smaller spread; their standard error is kept too, as a finer measure.)"""
+    n = len(reference)
+    gap = float(losses.mean() - reference.mean())
+    se = math.sqrt((losses.var(ddof=1) + reference.var(ddof=1)) / n)
+    paired = float((losses - reference).std(ddof=1) / math.sqrt(n))
+    return {
+        "gap_to_float32": gap / float(reference.mean()),
+        "gap_to_float32_se": se / float(reference.mean()),
+        "gap": gap,
+        "gap_standard_error": se,
+        "paired_standard_error": paired,
+        "within_noise": bool(abs(gap) <= 2 * se),
+    }
+
+
 def run_problem(name: str, problem: Problem) -> dict[str, Any]:
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     params = one_seed(problem["inputs"])
-    for state_name, nu_dtype in STATES.items():
-        if isinstance(nu_dtype, Int8) and "int8" in problem:  # the problem's own blocks
-            nu_dtype = dataclasses.replace(problem["int8"], rounding=nu_dtype.rounding)
+    for storage in STORAGES:
+        if storage in FIRST_MOMENT_ONLY and not problem["first_moment"]:
+            continue
         start = time.perf_counter()
-        losses, extra = train_all_seeds(problem, nu_dtype)
+        losses, extra = train_all_seeds(problem, storage)
         seconds = time.perf_counter() - start
-        size = optax_rmsprop.state_size(problem["make_tx"](nu_dtype), params)
-        rows[state_name] = {
-            "nu_dtype": str(nu_dtype) if nu_dtype is not None else "float32 (the params')",
+        total, num_params = state_bytes(problem, storage, params)
+        rows[storage] = {
+            "options": {k: str(x) for k, x in STORAGES[storage][0].items()},
+            "four_bit": STORAGES[storage][1],
             "losses": [float(x) for x in losses],
             "mean": float(losses.mean()),
-            "std": float(losses.std()),
+            "std": float(losses.std(ddof=1)),
             "metrics": {k: [float(x) for x in v] for k, v in extra["metrics"].items()},
             "quantized_leaves": n_quantized(extra["state"]),
-            "state_bytes": size.state_bytes,
-            "num_params": size.num_params,
-            "bytes_per_param": size.bytes_per_param,
+            "state_bytes": total,
+            "num_params": num_params,
+            "bytes_per_param": total / num_params,
             "seconds": round(seconds, 1),
         }
         print(
-            f"  {name:28s} {state_name:9s} loss {losses.mean():.5f} ± {losses.std():.5f}  "
-            f"{size.bytes_per_param:.4f} B/param  ({seconds:.0f} s)",
+            f"  {name:18s} {storage:38s} loss {losses.mean():.5f} ± {losses.std(ddof=1):.5f}"
+            f"  {total / num_params:.4f} B/param  ({seconds:.0f} s)",
             flush=True,
         )
-    reference = rows["float32"]["mean"]
-    for row in rows.values():
-        row["gap_to_float32"] = row["mean"] / reference - 1
+    reference = np.asarray(rows["float32"]["losses"])
+    for storage, row in rows.items():
+        if storage != "float32":
+            row.update(gap_verdict(np.asarray(row["losses"]), reference))
     return {
         "description": problem["description"],
         "seeds": problem["seeds"],
         "steps": problem["steps"],
+        "first_moment": problem["first_moment"],
         "states": rows,
     }
 
 
-def memory_table() -> dict[str, dict[str, float]]:
-    """Bytes of state per parameter for a large model (shapes only), per configuration."""
-    params = {  # a 1.3B-parameter transformer's shapes, float32; layer norms stay small
-        "embed": jax.ShapeDtypeStruct((50304, 2048), jnp.float32),
-        "layers": {
-            "qkv": jax.ShapeDtypeStruct((24, 2048, 6144), jnp.float32),
-            "out": jax.ShapeDtypeStruct((24, 2048, 2048), jnp.float32),
-            "up": jax.ShapeDtypeStruct((24, 2048, 8192), jnp.float32),
-            "down": jax.ShapeDtypeStruct((24, 8192, 2048), jnp.float32),
-            "norm": jax.ShapeDtypeStruct((24, 2, 2048), jnp.float32),
-        },
-    }
-    table = {}
-    for variant in ("plain", "momentum", "centered+momentum"):
+TRANSFORMER_1_3B = {  # a 1.3B-parameter transformer's shapes, float32; layer norms stay small
+    "embed": (50304, 2048),
+    "layers": {
+        "qkv": (24, 2048, 6144),
+        "out": (24, 2048, 2048),
+        "up": (24, 2048, 8192),
+        "down": (24, 8192, 2048),
+        "norm": (24, 2, 2048),
+    },
+}
+MEMORY_COLUMNS = {  # label: (options, 4-bit scheme of v)
+    "float32": ({}, None),
+    "bfloat16 v, b/m̄": ({"nu_dtype": jnp.bfloat16, "mu_dtype": jnp.bfloat16}, None),
+    "int8 v": ({"nu_dtype": "int8"}, None),
+    "int8 v, bfloat16 b/m̄": ({"nu_dtype": "int8", "mu_dtype": jnp.bfloat16}, None),
+    "int8 v, int8 b/m̄": ({"nu_dtype": "int8", "mu_dtype": "int8"}, None),
+    "4-bit v (blocks of 128), int8 b/m̄": ({"mu_dtype": "int8"}, "block128"),
+}
+# Per buffer, from the block sizes they publish: a code per value and a float32 scale per
+# block (bitsandbytes: blocks of 256 in 8 bits, no centered RMSProp; torchao: blocks of 256
+# in 8 bits, of 128 in 4 bits).
+PUBLISHED = {
+    "bitsandbytes 8-bit": {"buffer": 1 + 4 / 256, "centered": False},
+    "torchao 8-bit": {"buffer": 1 + 4 / 256, "centered": True},
+    "torchao 4-bit": {"buffer": 0.5 + 4 / 128, "centered": True},
+}
+
+
+def memory_table() -> dict[str, Any]:
+    """Bytes of state per parameter for a 1.3B-parameter model (shapes only), per variant and
+    storage, beside what bitsandbytes' and torchao's formats would take for the same buffers."""
+    params = jax.tree.map(
+        lambda shape: jax.ShapeDtypeStruct(shape, jnp.float32),
+        TRANSFORMER_1_3B,
+        is_leaf=lambda x: isinstance(x, tuple),
+    )
+    num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(params))
+    buffers = {"plain": 1, "momentum": 2, "centered+momentum": 3}
+    table: dict[str, Any] = {"num_params": num_params, "ours": {}, "published": {}}
+    for variant, n_buffers in buffers.items():
         kwargs = VARIANTS[variant]
-        table[variant] = {}
-        for label, extra in {
-            "float32": {},
-            "bfloat16 nu": {"nu_dtype": jnp.bfloat16},
-            "int8 nu": {"nu_dtype": "int8"},
-            "int8 nu, bfloat16 mu": {"nu_dtype": "int8", "mu_dtype": jnp.bfloat16},
-        }.items():
-            if label == "int8 nu, bfloat16 mu" and not kwargs:
+        table["ours"][variant] = {}
+        for label, (options, scheme) in MEMORY_COLUMNS.items():
+            if label.startswith("int8 v, ") and variant == "plain":
+                table["ours"][variant][label] = None  # the same as without b/m̄
                 continue
-            size = optax_rmsprop.state_size(optax_rmsprop.rmsprop(1e-3, **kwargs, **extra), params)
-            table[variant][label] = round(size.bytes_per_param, 4)
-    table["num_params"] = sum(math.prod(x.shape) for x in jax.tree.leaves(params))
+            tx = optax_rmsprop.rmsprop(1e-3, **kwargs, **options)
+            total = optax_rmsprop.state_size(tx, params).state_bytes
+            if scheme is not None:
+                for p in jax.tree.leaves(params):
+                    if p.size >= Int8().min_size:
+                        total += four_bit_bytes(p.shape, scheme) - 4 * p.size
+            table["ours"][variant][label] = round(total / num_params, 4)
+        table["published"][variant] = {
+            name: (
+                round(n_buffers * f["buffer"], 4)
+                if f["centered"] or variant != "centered+momentum"
+                else None
+            )
+            for name, f in PUBLISHED.items()
+        }
     return table
+
+
+def four_bit_verdict(problems: dict[str, Any]) -> dict[str, Any]:
+    """Per 4-bit scheme: the problems where its gap to float32 lies beyond the seeds' noise;
+    a scheme ships only where there is none."""
+    verdict = {}
+    for storage, (_, scheme) in STORAGES.items():
+        if scheme is None:
+            continue
+        beyond = [
+            name
+            for name, problem in problems.items()
+            if not problem["states"][storage]["within_noise"]
+        ]
+        verdict[scheme] = {"storage": storage, "beyond_noise": beyond, "ships": not beyond}
+    return verdict
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
+    parser.add_argument("--only", nargs="*", help="run these problems only")
+    parser.add_argument(
+        "--merge", action="store_true", help="add to (or replace in) the problems already written"
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    quick = args.quick
 
     problems: dict[str, Callable[[], Problem]] = {
-        "airfoil": lambda: airfoil(seeds=4 if args.quick else 16),
+        "airfoil": lambda: airfoil(seeds=4 if quick else 16),
     }
-    for decay in (0.9, 0.99):
-        problems[f"fashion_mnist-{decay}"] = lambda decay=decay: fashion_mnist(
-            seeds=2 if args.quick else 3,
-            epochs=1 if args.quick else 3,
-            train_size=5000 if args.quick else 60000,
+    for decay in (0.9, 0.99, 0.999):
+        problems[f"quadratic-{decay}"] = lambda decay=decay: quadratic(
+            seeds=3 if quick else 4,
+            dim=4096 if quick else 65536,
+            steps=500 if quick else 3000,
             decay=decay,
         )
-    for decay in (0.9, 0.99, 0.999):
-        for schedule in ("constant", "cosine"):
-            problems[f"quadratic-{decay}-{schedule}"] = lambda decay=decay, schedule=schedule: (
-                quadratic(
-                    seeds=2 if args.quick else 4,
-                    dim=4096 if args.quick else 65536,
-                    steps=500 if args.quick else 3000,
-                    decay=decay,
-                    schedule=schedule,
-                )
+    # (model, epochs, training images): the CNN on 10000 images, so that it trains in
+    # minutes on a CPU with all seeds at once
+    for model, epochs, size in (("mlp", 2, 60000), ("cnn", 2, 10000)):
+        problems[f"fashion_mnist-{model}"] = lambda model=model, epochs=epochs, size=size: (
+            fashion_mnist(
+                seeds=3,
+                epochs=1 if quick else epochs,
+                train_size=5000 if quick else size,
+                model=model,
             )
+        )
+    if args.only is not None:  # --merge --only with no names: finish an earlier partial run
+        problems = {name: problems[name] for name in args.only}
+    path = args.out / f"light_state{'_quick' if quick else ''}.json"
     results: dict[str, Any] = {
         "benchmark": "light_state",
-        "quick": args.quick,
+        "quick": quick,
         "machine": machine_info(),
         "problems": {},
+        "seconds": 0.0,
     }
+    if args.merge and path.exists():  # the same machine's earlier runs of other problems
+        results["problems"] = json.loads(path.read_text())["problems"]
+        results["seconds"] = json.loads(path.read_text())["seconds"]
     for name, make in problems.items():
         print(name, flush=True)
         results["problems"][name] = run_problem(name, make())
+        write_json(path, results)  # after every problem, so a run cut short keeps them
+    results["four_bit"] = four_bit_verdict(results["problems"])
     results["memory"] = memory_table()
-    results["seconds"] = time.perf_counter() - start
-
-    path = args.out / f"light_state{'_quick' if args.quick else ''}.json"
+    results["seconds"] += time.perf_counter() - start
     write_json(path, results)
     for written in render.render(path):
         print(written.read_text())

@@ -436,22 +436,38 @@ def eager_markdown(payload: dict[str, Any]) -> str:
 
 
 def light_state_markdown(results: dict[str, Any]) -> str:
+    """Draws ``light_state.json``: the gaps and their verdicts were computed where measured."""
     rows = []
     for name, problem in results["problems"].items():
-        for state_name, row in problem["states"].items():
-            gap = "—" if state_name == "float32" else f"{100 * row['gap_to_float32']:+.2f}%"
+        for storage, row in problem["states"].items():
             accuracy = row["metrics"].get("test_accuracy")
             extra = f" (test acc. {np.mean(accuracy):.4f})" if accuracy else ""
+            if storage == "float32":
+                gap, verdict = "—", "—"
+            else:
+                gap = f"{100 * row['gap_to_float32']:+.2f}% ± {100 * row['gap_to_float32_se']:.2f}%"
+                verdict = "within noise" if row["within_noise"] else "**beyond noise**"
             rows.append(
-                [name, state_name, f"{row['mean']:.5f} ± {row['std']:.5f}{extra}", gap]
+                [name, storage, f"{row['mean']:.5f} ± {row['std']:.5f}{extra}", gap, verdict]
                 + [f"{row['bytes_per_param']:.3f}", str(row["quantized_leaves"])]
             )
-    memory = dict(results["memory"])
-    num_params = memory.pop("num_params")
-    configs = ("float32", "bfloat16 nu", "int8 nu", "int8 nu, bfloat16 mu")
+    memory = results["memory"]
+    columns = list(next(iter(memory["ours"].values())).keys())
+    published = list(next(iter(memory["published"].values())).keys())
     memory_rows = [
-        [variant] + [f"{row[k]:.3f}" if k in row else "—" for k in configs]
-        for variant, row in memory.items()
+        [variant]
+        + [fmt(row[c], ".3f") for c in columns]
+        + [fmt(memory["published"][variant][c], ".3f") for c in published]
+        for variant, row in memory["ours"].items()
+    ]
+    four_bit = [
+        f"* **{v['storage']}**: "
+        + (
+            "within noise on every problem"
+            if v["ships"]
+            else "beyond noise on " + ", ".join(v["beyond_noise"])
+        )
+        for v in results["four_bit"].values()
     ]
     lines = [
         "# Light optimizer state: final loss and memory",
@@ -460,14 +476,29 @@ def light_state_markdown(results: dict[str, Any]) -> str:
         f"Produced by `python benchmarks/light_state.py{' --quick' if results['quick'] else ''}`"
         f" in {results['seconds']:.0f} s.",
         "",
-        "Mean final loss over seeds (± standard deviation across seeds), relative gap of the "
-        "mean to float32 state, and the optimizer state's bytes per parameter.",
+        "Mean final loss over seeds (± standard deviation across seeds); the gap of the mean to "
+        "float32 state's, ± its standard error from the seeds' spread; *within noise* where the "
+        "gap is within 2 standard errors; the optimizer state's bytes per parameter (n/a in the "
+        "table below: the same as without b/m̄). 4-bit v is measured, not shipped: v rounded "
+        "through 4-bit codes after every step.",
         "",
         table(
-            ["problem", "nu", "final loss", "gap to float32", "state bytes/param", "8-bit leaves"],
+            [
+                "problem",
+                "state",
+                "final loss",
+                "gap to float32",
+                "verdict",
+                "state bytes/param",
+                "8-bit leaves",
+            ],
             rows,
-            "llllll",
+            "lllllll",
         ),
+        "",
+        "4-bit v, by scheme:",
+        "",
+        *four_bit,
         "",
         "Problems:",
         "",
@@ -478,10 +509,17 @@ def light_state_markdown(results: dict[str, Any]) -> str:
     ]
     lines += [
         "",
-        f"State bytes per parameter for a {num_params / 1e9:.2f}B-parameter "
-        "float32 model (transformer shapes, `state_size` on `jax.ShapeDtypeStruct`s):",
+        f"State bytes per parameter for a {memory['num_params'] / 1e9:.2f}B-parameter "
+        "float32 model (transformer shapes, `state_size` on `jax.ShapeDtypeStruct`s; 4-bit v "
+        "counted as half a byte a value and a float32 scale per block of 128), beside the "
+        "same buffers in bitsandbytes' and torchao's formats (a code per value and a float32 "
+        "scale per block: 256 values in 8 bits, 128 in 4 bits; n/a: no centered RMSProp):",
         "",
-        table(["variant", *configs], memory_rows, "lllll"),
+        table(
+            ["variant", *columns, *published],
+            memory_rows,
+            "l" * (1 + len(columns) + len(published)),
+        ),
     ]
     return "\n".join(lines) + "\n"
 

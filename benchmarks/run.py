@@ -72,7 +72,15 @@ import optax_rmsprop
 
 HYPER = {"decay": 0.9, "eps": 1e-8}
 LEARNING_RATE = 1e-3
-SUITE_VARIANTS = ("plain", "momentum", "centered+momentum", "int8", "bf16")
+SUITE_VARIANTS = (
+    "plain",
+    "momentum",
+    "centered+momentum",
+    "int8",
+    "bf16",
+    "int8+momentum",
+    "int8+centered+momentum",
+)
 TORCH_VARIANTS = ("plain", "momentum", "centered+momentum")  # torch has no narrower state
 TWIN = {"ours": "ours 2", "optax": "optax 2"}  # each step's second compiled copy
 

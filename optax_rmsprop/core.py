@@ -312,6 +312,8 @@ def _buffer_dtypes(config: _Config, param_dtype: Any) -> tuple[np.dtype, np.dtyp
     elif isinstance(nu, quantize.Int8):  # a leaf under min_size
         nu = np.dtype(np.float32)
     mu = config.mu_dtype
+    if isinstance(mu, quantize.Int8):  # a leaf under min_size
+        mu = np.dtype(np.float32)
     if mu is None:
         mu = param_dtype
     elif jnp.issubdtype(param_dtype, jnp.complexfloating) and not config.split_complex:
@@ -390,10 +392,12 @@ def _leaf_update(
         g, p = _to_pairs(g), None if p is None else _to_pairs(p)
     quantized = isinstance(v, quantize.QuantizedArray)
     v_float = quantize.dequantize(v, config.nu_dtype) if quantized else v
-    stored = _Stored(
+    m_stored, b_stored = m, b
+    m, b = _dequantized(config, m, g), _dequantized(config, b, g)
+    stored = _Stored(  # 8-bit blocks: kept as computed, rounded once stored below
         nu=None if quantized else v_float.dtype,
-        mu=None if m is None else m.dtype,
-        momentum=None if b is None else b.dtype,
+        mu=None if m is None or m is not m_stored else m.dtype,
+        momentum=None if b is None or b is not b_stored else b.dtype,
     )
     theta = p if decays_weight else None
     u, v_new, m_new, b_new = _rule(config, h, t, g, theta, v_float, m, b, stored)
@@ -403,12 +407,36 @@ def _leaf_update(
     u = u.astype(g_given.dtype)
     m_new = None if m is None or m_new is None else m_new.astype(m.dtype)
     b_new = None if b is None or b_new is None else b_new.astype(b.dtype)
-    u_or_none = _unalias(u, b_new)
+    # the update is the momentum: one array, no copy (not where the state holds its codes)
+    u_or_none = _unalias(u, b_new) if b_stored is b else u
     if quantized:
         v_out: Buffer = _requantize(config, h, t, leaf_seed, decays_weight, g_given, v, v_new)
     else:
         v_out = v_new.astype(v_float.dtype)
-    return u_or_none, v_out, m_new, b_new
+    m_out = _requantize_signed(config, t, leaf_seed, 1, m_stored, m_new)
+    b_out = _requantize_signed(config, t, leaf_seed, 2, b_stored, b_new)
+    return u_or_none, v_out, m_out, b_out
+
+
+def _dequantized(config: _Config, x: Buffer, g: jax.Array) -> jax.Array | None:
+    """A first-moment buffer as the rule reads it: float32 where it is in 8-bit blocks
+    (complex64 from the (re, im) pairs of a complex ``g``, which the rule takes whole)."""
+    if isinstance(x, quantize.QuantizedArray):
+        return _from_pairs(quantize.dequantize(x, config.mu_dtype), g)
+    return x
+
+
+def _requantize_signed(
+    config: _Config, t: jax.Array, leaf_seed: Any, buffer: int, stored: Buffer, new: Any
+) -> Buffer:
+    """``new`` in signed 8-bit blocks where ``stored`` is (each block scaled by its largest
+    ``|x|``), else as it is. ``buffer`` tells the streams of rounding noise of m̄ (1) and
+    b (2) apart from v's and from each other."""
+    if not isinstance(stored, quantize.QuantizedArray):
+        return new
+    seed = t.astype(jnp.uint32) * jnp.uint32(0x632BE5AB) + leaf_seed
+    seed = seed + jnp.uint32(buffer * 0x9E3779B9 % 2**32)
+    return quantize.quantize_signed(_to_pairs(new), config.mu_dtype, seed)
 
 
 def _requantize(
@@ -523,7 +551,7 @@ def _step(
         dtypes = None if p is None else _buffer_dtypes(config, jnp.result_type(p))
         check.check_leaf(config, where, g, p, v, m, b, dtypes)
         seed = None  # a different stream of rounding noise for each leaf
-        if isinstance(v, quantize.QuantizedArray):
+        if any(isinstance(x, quantize.QuantizedArray) for x in (v, m, b)):
             seed = np.uint32(len(out) * 0x85EBCA77 % 2**32)
         out.append(leaf_update(config, values, t, seed, d, g, p, v, m, b))
     new_u, new_v, new_m, new_b = ([o[i] for o in out] for i in range(4))
@@ -539,6 +567,7 @@ def _step(
 _jitted_leaf_update = jax.jit(_leaf_update, static_argnames=("config", "decays_weight"))
 _jitted_step = jax.jit(_step, static_argnames="config")
 _jitted_quantize = jax.jit(quantize.quantize, static_argnames="config")
+_jitted_quantize_signed = jax.jit(quantize.quantize_signed, static_argnames="config")
 
 
 def _init(config: _Config, initial_scale: Any, params: optax.Params) -> RMSPropState:
@@ -571,16 +600,26 @@ def _init(config: _Config, initial_scale: Any, params: optax.Params) -> RMSPropS
             )
         return v
 
-    def zeros(p: jax.Array) -> jax.Array:
-        return like(p, 0, _buffer_dtypes(config, p.dtype)[1])
+    def zeros(path: Any, p: Any) -> Any:
+        if p is None:
+            return None
+        x = like(p, 0, _buffer_dtypes(config, p.dtype)[1])
+        int8 = config.mu_dtype
+        if isinstance(int8, quantize.Int8) and int8.applies_to(x.shape):
+            # quantized from x, so that the scales come sharded like it; a complex buffer
+            # as (re, im) pairs of real codes
+            return (quantize.quantize_signed if hp.is_tracer(x) else _jitted_quantize_signed)(
+                _to_pairs(x), int8, jnp.uint32(0)
+            )
+        return x
 
     nus = jax.tree_util.tree_map_with_path(nu, params, is_leaf=_is_none)  # checks params
-    mu = jax.tree.map(zeros, params) if config.centered else None
+    first_moment = lambda: jax.tree_util.tree_map_with_path(zeros, params, is_leaf=_is_none)  # noqa: E731
     return RMSPropState(
         count=jnp.zeros([], jnp.int32),
         nu=nus,
-        mu=mu,
-        momentum=(jax.tree.map(zeros, params) if config.use_momentum else None),
+        mu=first_moment() if config.centered else None,
+        momentum=first_moment() if config.use_momentum else None,
     )
 
 
@@ -625,8 +664,8 @@ def _build(arguments: dict[str, Any]) -> optax.GradientTransformationExtraArgs:
         ),
         weight_decay_mask=check.hashable_mask(a["weight_decay_mask"]),
         scale_only=a["learning_rate"] is None,
-        nu_dtype=check.state_dtype("nu_dtype", a["nu_dtype"], allow_int8=True),
-        mu_dtype=check.state_dtype("mu_dtype", a["mu_dtype"], allow_int8=False),
+        nu_dtype=check.state_dtype("nu_dtype", a["nu_dtype"]),
+        mu_dtype=check.state_dtype("mu_dtype", a["mu_dtype"]),
         schedules=tuple((k, x) for k, x in hyperparameters.items() if hp.is_schedule(x)),
         constants=tuple(
             (k, hp.as_constant(x)) for k, x in hyperparameters.items() if hp.is_constant(x)
@@ -797,8 +836,9 @@ def rmsprop(
         cannot hold :math:`|g|^2` for :math:`|g| \ge 256`), a float dtype of 16 bits
         or more, or ``"int8"`` / :class:`quantize.Int8(...) <optax_rmsprop.Int8>`
         for 8-bit blocks.
-      mu_dtype: a :data:`~optax_rmsprop.StateDtype`, the float dtype of
-        :math:`\bar m` and :math:`b` (``None``: the parameter's).
+      mu_dtype: a :data:`~optax_rmsprop.StateDtype`, the storage of :math:`\bar m`
+        and :math:`b`: ``None`` (the parameter's dtype), a float dtype, or ``"int8"`` /
+        :class:`quantize.Int8(...) <optax_rmsprop.Int8>` for signed 8-bit blocks.
 
     Returns:
       An :class:`optax.GradientTransformationExtraArgs` with state

@@ -25,8 +25,8 @@ __all__ = ["MaskOrFn", "StateDtype"]
 
 StateDtype: TypeAlias = jax.typing.DTypeLike | quantize.Int8 | None
 """A dtype a state buffer is stored in: ``None`` (the default for the parameter), a float
-dtype (``jnp.bfloat16``, ``"float32"``, ...), or for ``nu_dtype`` also ``"int8"`` or
-:class:`~optax_rmsprop.quantize.Int8` (8-bit blocks)."""
+dtype (``jnp.bfloat16``, ``"float32"``, ...), or ``"int8"`` or
+:class:`~optax_rmsprop.quantize.Int8` (8-bit blocks; signed codes for ``mu_dtype``)."""
 
 MaskOrFn: TypeAlias = optax.Params | Callable[[optax.Params], optax.Params] | None
 """Where weight decay applies: a pytree of bools with the params' structure (or a prefix
@@ -116,7 +116,7 @@ class Config:
     weight_decay_mask: Any  # None, a callable, or (treedef, leaves) of a pytree
     scale_only: bool  # scale_by_rms: no learning rate and no sign flip
     nu_dtype: Any  # None, a NumPy float dtype, or a quantize.Int8
-    mu_dtype: Any  # None or a NumPy float dtype
+    mu_dtype: Any  # None, a NumPy float dtype, or a quantize.Int8 (signed codes)
     schedules: tuple[tuple[str, Callable[[jax.Array], Any]], ...]
     constants: tuple[tuple[str, float], ...]  # hyperparameters given as Python numbers
 

@@ -1,4 +1,5 @@
-"""8-bit block storage for RMSProp's second moment.
+"""8-bit block storage for RMSProp's buffers: the second moment, and the first-moment
+buffers (the momentum ``b`` and the centered average ``m̄``) in signed codes.
 
 The second moment ``v`` is non-negative and spans many orders of magnitude, so a
 linear 8-bit code loses the small values (and a linear int8 ``v`` is known to
@@ -24,6 +25,18 @@ for any ``v`` in ``[m * 1.25 * 2**-32, m]``, but a ``v`` that moves by less than
 half a code per step keeps its old code. A positive value below the range is
 stored as the smallest positive code, so it comes back larger, never as 0: the
 step it scales only gets smaller. Exact zeros stay zero.
+
+The first-moment buffers change sign, and a step is as large as they are, so their
+codes are signed (:func:`quantize_signed`, int8 ``codes``): a sign and a 7-bit
+magnitude relative to the block's largest ``|x|``, 4 bits of exponent and 3 of
+mantissa::
+
+    magnitude 0        ->  0
+    magnitude c >= 1   ->  m * 2**(e - 15) * (1 + k / 8)   where c - 7 = 8 * e + k
+
+from ``m * 1.25 * 2**-16`` to ``m``, with the same relative error as above. Below that
+range a value rounds to 0 or to the smallest magnitude (stochastically: right on
+average), so a momentum that decays towards 0 gets there.
 
 Blocks run along the leaf's trailing axes, flattened: the fewest trailing axes
 whose size splits into whole blocks of ``block_size`` values, or of the most values
@@ -62,6 +75,7 @@ __all__ = [
     "dequantize",
     "full",
     "quantize",
+    "quantize_signed",
     "relative_error_bound",
     "scales_shape",
     "smallest_code_value",
@@ -72,6 +86,8 @@ _SHIFT = 23 - _MANTISSA_BITS  # a code is a float32's bits shifted right by this
 # The bits of 1.0 are those of code 255: code c stands for the float32 whose bits are
 # _BASE + c << _SHIFT, times the block's maximum.
 _BASE = int(np.float32(1).view(np.int32)) - (255 << _SHIFT)
+# Signed codes: the magnitude 127 stands for 1.0 (4 bits of exponent, 3 of mantissa).
+_SIGNED_BASE = int(np.float32(1).view(np.int32)) - (127 << _SHIFT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,9 +123,10 @@ class Int8:
 
 
 class QuantizedArray(NamedTuple):
-    """A leaf of ``v`` in 8-bit blocks: ``codes`` has the leaf's shape."""
+    """A leaf in 8-bit blocks: ``codes`` has the leaf's shape; uint8 for ``v``, int8
+    (signed) for the first-moment buffers."""
 
-    codes: jax.Array  # uint8, the leaf's shape
+    codes: jax.Array  # uint8 or int8, the leaf's shape
     scales: jax.Array  # float32, scales_shape(codes.shape): block maxima
 
 
@@ -121,9 +138,9 @@ def relative_error_bound(config: Int8) -> float:
     return 2.0 ** -(_MANTISSA_BITS + 1) if config.rounding == "nearest" else 2.0**-_MANTISSA_BITS
 
 
-def smallest_code_value() -> float:
+def smallest_code_value(signed: bool = False) -> float:
     """The smallest positive value a code stands for, as a fraction of its block's maximum."""
-    return float(np.int32(_BASE + (1 << _SHIFT)).view(np.float32))
+    return float(np.int32((_SIGNED_BASE if signed else _BASE) + (1 << _SHIFT)).view(np.float32))
 
 
 @functools.cache
@@ -210,7 +227,7 @@ def _noise(shape: tuple[int, ...], seed: jax.Array) -> jax.Array:
     """Uniform integers in ``[0, 2**_SHIFT)``, one per element, from a hash of ``seed``
     and the element's position (a cheap integer hash: a few multiplies and shifts)."""
     index = jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape)
-    x = index * jnp.uint32(0x9E3779B1) + seed.astype(jnp.uint32)
+    x = index * jnp.uint32(0x9E3779B1) + jnp.asarray(seed).astype(jnp.uint32)
     for shift, multiplier in ((16, 0x21F0AAAD), (15, 0x735A2D97)):
         x = (x ^ (x >> shift)) * jnp.uint32(multiplier)
     x = x ^ (x >> 15)
@@ -218,7 +235,13 @@ def _noise(shape: tuple[int, ...], seed: jax.Array) -> jax.Array:
 
 
 def _fraction(codes: jax.Array) -> jax.Array:
-    """The values of codes, as fractions of their block's maximum."""
+    """The values of codes, as fractions of their block's maximum (signed for int8)."""
+    if codes.dtype == jnp.int8:
+        signed = codes.astype(jnp.int32)
+        magnitude = jnp.abs(signed)
+        bits = jnp.where(magnitude > 0, _SIGNED_BASE + (magnitude << _SHIFT), 0)
+        bits = bits | (signed & jnp.int32(-(2**31)))  # the sign bit
+        return jax.lax.bitcast_convert_type(bits, jnp.float32)
     codes = codes.astype(jnp.int32)
     fraction = jax.lax.bitcast_convert_type(_BASE + (codes << _SHIFT), jnp.float32)
     return jnp.where(codes > 0, fraction, 0.0)
@@ -246,6 +269,25 @@ def block_max(q: QuantizedArray, config: Int8) -> jax.Array:
     return _fraction(jnp.max(_blocks(q.codes, config.block_size), axis=-1)) * q.scales
 
 
+def _per_block_factors(scales: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The two factors that take a value to its ratio to its block's scale (0 for a zero
+    scale).
+
+    ``v / scale`` as XLA computes it is ``v * (1 / scale)``; above 2**126 that inverse
+    would be subnormal, which XLA flushes to 0, so large scales are first divided by
+    2**64 (and the ratio after): both exact. Each factor ends in a division, which XLA
+    computes once per block, in a pass of its own: a cheaper expression would be fused
+    into the elementwise pass and recomputed, with whatever the scales are computed from,
+    for every value of the block.
+    """
+    big = scales > 2.0**64
+    shift = 1 / jnp.where(big, 2.0**64, 1.0)
+    inverse = (scales > 0).astype(scales.dtype) / jnp.where(
+        scales > 0, jnp.where(big, scales * 2.0**-64, scales), 1.0
+    )
+    return inverse, shift
+
+
 def quantize(
     v: jax.Array, config: Int8, seed: jax.Array | None = None, scales: jax.Array | None = None
 ) -> QuantizedArray:
@@ -259,18 +301,14 @@ def quantize(
     v = v.astype(jnp.float32)
     if scales is None:
         scales = jnp.max(_blocks(v, config.block_size), axis=-1)
-    # v / scale, as XLA computes it: v * (1 / scale). Above 2**126 that inverse would be
-    # subnormal, which XLA flushes to 0, so large scales are first divided by 2**64 (and
-    # the ratio after): both exact.
-    shift = jnp.where(scales > 2.0**64, 2.0**-64, 1.0)
-    inverse = jnp.where(scales > 0, 1 / (scales * shift), 0.0)
+    inverse, shift = _per_block_factors(scales)
     spread = functools.partial(_spread, like=v, block_size=config.block_size)
     ratio = v * spread(inverse) * spread(shift)
     bits = jax.lax.bitcast_convert_type(ratio, jnp.int32) - _BASE
     if config.rounding == "stochastic":
         if seed is None:
             raise ValueError("stochastic rounding needs a seed.")
-        bits = bits + _noise(v.shape, jnp.asarray(seed))
+        bits = bits + _noise(v.shape, seed)
     else:
         bits = bits + (1 << (_SHIFT - 1))
     codes = jnp.clip(bits >> _SHIFT, 1, 255)
@@ -278,8 +316,40 @@ def quantize(
     return QuantizedArray(codes=codes, scales=scales)
 
 
+def quantize_signed(x: jax.Array, config: Int8, seed: jax.Array | None = None) -> QuantizedArray:
+    """Signed codes and block scales of a real array (the first-moment buffers).
+
+    Each block is scaled by its largest ``|x|``; a code is a sign and a 7-bit magnitude,
+    the magnitude 4 bits of exponent and 3 of mantissa (127 is the block's maximum, 1 is
+    ``1.25 * 2**-16`` of it). A value below the smallest magnitude rounds to it or to 0,
+    with the probability that keeps it right on average (stochastic rounding), or to the
+    nearer of the two; exact zeros stay zero.
+    """
+    x = x.astype(jnp.float32)
+    scales = block_max_abs(x, config)
+    inverse, shift = _per_block_factors(scales)
+    spread = functools.partial(_spread, like=x, block_size=config.block_size)
+    ratio = jnp.abs(x) * spread(inverse) * spread(shift)
+    if config.rounding == "stochastic":
+        if seed is None:
+            raise ValueError("stochastic rounding needs a seed.")
+        noise = _noise(x.shape, seed)
+    else:
+        noise = jnp.int32(1 << (_SHIFT - 1))
+    magnitude = jnp.clip(
+        (jax.lax.bitcast_convert_type(ratio, jnp.int32) - _SIGNED_BASE + noise) >> _SHIFT, 0, 127
+    )
+    # Below the smallest magnitude s: 1 with probability ratio / s (noise / 2**_SHIFT is
+    # uniform in [0, 1)), else 0; for nearest rounding, 1 from s / 2 up.
+    smallest = smallest_code_value(signed=True)
+    below = ratio * float(1 << _SHIFT) > noise.astype(jnp.float32) * smallest
+    magnitude = jnp.where(ratio < smallest, below.astype(jnp.int32), magnitude)
+    codes = jnp.where(x < 0, -magnitude, magnitude).astype(jnp.int8)
+    return QuantizedArray(codes=codes, scales=scales)
+
+
 def dequantize(q: QuantizedArray, config: Int8) -> jax.Array:
-    """The float32 values the codes stand for."""
+    """The float32 values the codes stand for (signed codes for int8 ``codes``)."""
     return _fraction(q.codes) * _spread(q.scales, q.codes, config.block_size)
 
 

@@ -92,23 +92,20 @@ def hashable_mask(mask: Any) -> Any:
     return treedef, tuple(bool(leaf) for leaf in leaves)
 
 
-def state_dtype(name: str, dtype: Any, allow_int8: bool) -> Any:
-    """``nu_dtype`` or ``mu_dtype`` checked: None, a NumPy float dtype, or a quantize.Int8."""
+def state_dtype(name: str, dtype: Any) -> Any:
+    """``nu_dtype`` or ``mu_dtype`` checked: None, a NumPy float dtype, or a quantize.Int8
+    (``"int8"``: the default one)."""
     if dtype is None or isinstance(dtype, quantize.Int8):
-        if isinstance(dtype, quantize.Int8) and not allow_int8:
-            raise ValueError(f"{name} must be None or a float dtype; 8-bit storage is for nu.")
         return dtype
     if isinstance(dtype, str) and dtype == "int8":
-        if not allow_int8:
-            raise ValueError(f"{name} must be None or a float dtype; 8-bit storage is for nu.")
         return quantize.Int8()
     try:
         dtype = jnp.dtype(dtype)
     except TypeError:
         raise TypeError(f"{name} must be None, a float dtype or 'int8'; got {dtype!r}.") from None
     if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"{name} must be a float dtype (or 'int8' for nu_dtype); got {dtype}.")
-    if allow_int8 and dtype.itemsize < 2:  # float8: too little range for v
+        raise ValueError(f"{name} must be a float dtype or 'int8'; got {dtype}.")
+    if name == "nu_dtype" and dtype.itemsize < 2:  # float8: too little range for v
         raise ValueError(
             f"{name} must be a float dtype of 16 bits or more, or 'int8'; got {dtype}."
         )
@@ -250,6 +247,8 @@ def check_leaf(
             f"{quantize.scales_shape(shape, config.nu_dtype)}: the state was made by a "
             "different configuration."
         )
+    for field, buffer in (("mu", m), ("momentum", b)):
+        _check_first_moment(config, where, field, buffer, g)
     pairs = config.split_complex and jnp.iscomplexobj(g)  # (re, im) pairs: one more axis
     if shape != ((*g.shape, 2) if pairs else g.shape):
         needs = f"; split_complex=True needs {(*g.shape, 2)}" if pairs else ""
@@ -258,6 +257,32 @@ def check_leaf(
         )
     if dtypes is not None:
         _check_buffer_dtypes(config, where, p, v, m, b, dtypes)
+
+
+def _check_first_moment(config: Config, where: str, field: str, x: Any, g: Any) -> None:
+    """Raises for a first-moment buffer in 8-bit blocks where this configuration keeps it
+    in a float dtype, or the other way round, or in blocks of another shape."""
+    if x is None:
+        return
+    quantized = isinstance(x, quantize.QuantizedArray)
+    shape = x.codes.shape if quantized else jnp.shape(x)
+    if quantized and jnp.iscomplexobj(g) and not config.split_complex:
+        shape = shape[:-1]  # (re, im) pairs of codes: the buffer has the gradient's shape
+    int8 = config.mu_dtype
+    wanted = isinstance(int8, quantize.Int8) and int8.applies_to(shape)
+    if quantized != wanted or (quantized and x.codes.dtype != jnp.int8):
+        found = "in 8-bit blocks" if quantized else f"{jnp.result_type(x)}"
+        raise ValueError(
+            f"the state's {field}{where} is {found} but this transformation has "
+            f"mu_dtype={config.mu_dtype!r}: the state was made by a different configuration."
+        )
+    if quantized and x.scales.shape != quantize.scales_shape(x.codes.shape, int8):
+        raise ValueError(
+            f"the state's {field}{where} has 8-bit blocks of shape {x.scales.shape} but this "
+            f"transformation, with mu_dtype={int8!r}, makes "
+            f"{quantize.scales_shape(x.codes.shape, int8)}: the state was made by a different "
+            "configuration."
+        )
 
 
 def _check_buffer_dtypes(

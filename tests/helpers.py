@@ -169,6 +169,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "centered-momentum-nu_int8-mu_bfloat16": dict(
         centered=True, momentum=0.9, nu_dtype=INT8_SMALL, mu_dtype=jnp.bfloat16
     ),
+    "centered-momentum-nu_int8-mu_int8": dict(
+        centered=True, momentum=0.9, nu_dtype=INT8_SMALL, mu_dtype=INT8_SMALL
+    ),
+    "momentum-nesterov-mu_int8": dict(momentum=0.9, nesterov=True, mu_dtype=INT8_SMALL),
     # Every flag and every hyperparameter a schedule; a mask that fits any tree. v₀ = 10
     # keeps the centered variance v̂ − m̂² of the first steps away from 0, where it would
     # amplify the last-place differences of two compilations.

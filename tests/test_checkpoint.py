@@ -23,6 +23,8 @@ VARIANTS = {
     # w has 8192 values (>= Int8().min_size): 8-bit codes with stochastic rounding, whose
     # random bits come from the step count, so a lost count would change the next steps.
     "nu_int8": {"nu_dtype": "int8", "momentum": 0.9},
+    # m̄ and b of w in signed 8-bit codes too, each with its own stream of rounding noise.
+    "all_int8": {"nu_dtype": "int8", "mu_dtype": "int8", "centered": True, "momentum": 0.9},
 }
 STEPS_BEFORE, STEPS_AFTER = 4, 4
 
@@ -78,7 +80,10 @@ def test_restored_state_resumes_bit_exactly(variant, tmp_path):
     assert int(resumed_state.count) == STEPS_BEFORE
     assert (resumed_state.mu is None) == ("centered" not in VARIANTS[variant])
     assert (resumed_state.momentum is None) == ("momentum" not in VARIANTS[variant])
-    assert isinstance(resumed_state.nu["w"], QuantizedArray) == (variant == "nu_int8")
+    assert isinstance(resumed_state.nu["w"], QuantizedArray) == ("int8" in variant)
+    if variant == "all_int8":
+        assert isinstance(resumed_state.mu["w"], QuantizedArray)
+        assert isinstance(resumed_state.momentum["w"], QuantizedArray)
     for i in range(STEPS_BEFORE, STEPS_BEFORE + STEPS_AFTER):
         resumed_params, resumed_state = step(resumed_params, resumed_state, x[i], y[i])
     assert_bitwise_equal(resumed_params, params)

@@ -45,7 +45,21 @@ _spec = importlib.util.spec_from_file_location("benchmarks_common", BENCHMARKS /
 common = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(common)
 
-VARIANTS = ("plain", "momentum", "centered+momentum", "int8", "bf16")  # benchmarks/run.py's
+VARIANTS = (  # benchmarks/run.py's
+    "plain",
+    "momentum",
+    "centered+momentum",
+    "int8",
+    "bf16",
+    "int8+momentum",
+    "int8+centered+momentum",
+)
+# each 8-bit variant and the float32 state with the same buffers
+EIGHT_BIT = {
+    "int8": "plain",
+    "int8+momentum": "momentum",
+    "int8+centered+momentum": "centered+momentum",
+}
 
 TREES = {
     "leaf-1M": {"w": (1024, 1024)},
@@ -64,6 +78,16 @@ INT8_COPIES_CODES = pytest.mark.xfail(
     ON_CPU,
     strict=True,
     reason="XLA:CPU copies the 8-bit codes before overwriting them",
+)
+
+
+# With b (and m̄) in 8 bits too, XLA:CPU computes the new b three times from the gradient
+# and v (for its block maxima, its codes and the parameters' update) and writes s = g/√v
+# out once: 60.6 bytes/param against the float32 momentum step's 40.
+FIRST_MOMENT_RECOMPUTED = pytest.mark.xfail(
+    ON_CPU,
+    strict=True,
+    reason="XLA:CPU recomputes the 8-bit momentum from g and v in three passes",
 )
 
 
@@ -100,7 +124,10 @@ def _cases(marks_for):
     ]
 
 
-@pytest.mark.parametrize(("variant", "tree"), _cases(lambda v: []))
+@pytest.mark.parametrize(
+    ("variant", "tree"),
+    _cases(lambda v: [FIRST_MOMENT_RECOMPUTED] if "+momentum" in v and "int8" in v else []),
+)
 def test_bytes_accessed_not_above_optax(variant, tree):
     ours, _ = _cost("ours", variant, tree)
     theirs, _ = _cost("optax", variant, tree)
@@ -123,7 +150,7 @@ def test_bytes_accessed_not_above_optax_on_the_benchmark_workloads(workload, var
 
 @pytest.mark.parametrize(
     ("variant", "tree"),
-    _cases(lambda v: {"int8": [INT8_COPIES_CODES]}.get(v, [])),
+    _cases(lambda v: [INT8_COPIES_CODES] if v in EIGHT_BIT else []),
 )
 def test_temporary_memory_not_above_optax(variant, tree):
     ours = _cost("ours", variant, tree)[1].temp_size_in_bytes
@@ -131,35 +158,50 @@ def test_temporary_memory_not_above_optax(variant, tree):
     assert ours <= theirs, (ours, theirs)
 
 
+@pytest.mark.parametrize("variant", list(EIGHT_BIT))
 @pytest.mark.parametrize("tree", list(TREES))
-def test_int8_state_moves_fewer_bytes_in_and_out(tree):
+def test_int8_state_moves_fewer_bytes_in_and_out(tree, variant):
     """The step's arguments and results (params, grads, state) shrink with the state."""
-    _, f32 = _cost("ours", "plain", tree)
-    _, int8 = _cost("ours", "int8", tree)
+    _, f32 = _cost("ours", EIGHT_BIT[variant], tree)
+    _, int8 = _cost("ours", variant, tree)
     assert int8.argument_size_in_bytes < f32.argument_size_in_bytes
     assert int8.output_size_in_bytes < f32.output_size_in_bytes
 
 
+@pytest.mark.parametrize(
+    "variant",
+    ["int8", *(pytest.param(v, marks=FIRST_MOMENT_RECOMPUTED) for v in list(EIGHT_BIT)[1:])],
+)
 @pytest.mark.parametrize("tree", list(TREES))
-def test_int8_step_accesses_fewer_bytes(tree):
-    f32, _ = _cost("ours", "plain", tree)
-    int8, _ = _cost("ours", "int8", tree)
-    assert int8 < f32, (int8, f32)
+def test_int8_step_accesses_fewer_bytes(tree, variant):
+    """XLA's bytes accessed by the 8-bit step are below those of the float32 step with the
+    same buffers, ours and optax's."""
+    f32, _ = _cost("ours", EIGHT_BIT[variant], tree)
+    theirs, _ = _cost("optax", EIGHT_BIT[variant], tree)
+    int8, _ = _cost("ours", variant, tree)
+    assert int8 < min(f32, theirs), (int8, f32, theirs)
 
 
 @pytest.mark.parametrize(
     ("variant", "per_param"),
-    [("plain", 4.0), ("bf16", 2.0), ("int8", 1.02)],
-    ids=["f32", "bf16", "int8"],
+    [
+        ("plain", 4.0),
+        ("bf16", 2.0),
+        ("int8", 1.02),
+        ("int8+momentum", 2 * 1.02),
+        ("int8+centered+momentum", 3 * 1.02),
+    ],
+    ids=["f32", "bf16", "int8", "int8+momentum", "int8+centered+momentum"],
 )
 def test_state_bytes_per_param(variant, per_param):
     params = _shapes(TREES["leaf-1M"])
     size = optax_rmsprop.state_size(_ours(variant), params).bytes_per_param
-    if variant == "int8":  # codes, and a float32 maximum per block of 256
+    if variant in EIGHT_BIT:  # codes, and a float32 maximum per block of 256, per buffer
         assert size <= per_param
     else:  # the buffer, and the 4-byte count spread over 1M parameters
         assert size == pytest.approx(per_param, abs=1e-5)
-    assert optax_rmsprop.state_size(_theirs(variant), params).bytes_per_param == 4.0
+    buffers = {"int8+momentum": 2, "int8+centered+momentum": 3}.get(variant, 1)
+    assert optax_rmsprop.state_size(_theirs(variant), params).bytes_per_param == 4.0 * buffers
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -73,6 +73,8 @@ VARIANTS = variants(
     "weight_decay_decoupled-mask_prefix",
     "bias_correction",
     "centered-momentum-nu_int8-mu_bfloat16",  # w (12 values) in 8-bit blocks of 4
+    "centered-momentum-nu_int8-mu_int8",  # v, m̄ and b of w in 8-bit blocks of 4
+    "momentum-nesterov-mu_int8",
     "momentum-caution-lr_schedule-lr_outside_momentum-weight_decay_corrected",
     "centered-momentum-caution-nu_int8",
     "everything",
@@ -106,6 +108,7 @@ REPRESENTATIVE = [
     "rmsprop-everything",
     "rmsprop-weight_decay_decoupled-mask_prefix",
     "rmsprop-centered-momentum-nu_int8-mu_bfloat16",
+    "rmsprop-centered-momentum-nu_int8-mu_int8",
     "preset-torch",
     "preset-gluon-rescaled-clipped",
 ]

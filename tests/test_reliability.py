@@ -427,6 +427,7 @@ NONFINITE_VARIANTS = variants(
     "plain",
     "centered-momentum-nesterov-bias_correction-initial_scale",
     "centered-momentum-nu_int8-mu_bfloat16",
+    "centered-momentum-nu_int8-mu_int8",
 )
 SKIPPERS = {
     "apply_if_finite": lambda tx: optax.apply_if_finite(tx, max_consecutive_errors=100),
@@ -539,6 +540,7 @@ SAFETY_VARIANTS = variants(
     "nu_int8",
     "nu_bfloat16",
     "centered-split_complex",
+    "centered-momentum-nu_int8-mu_int8",
 )
 LR, EPS = 0.01, 1e-8
 

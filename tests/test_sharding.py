@@ -70,7 +70,8 @@ VARIANTS = variants(
 # no schedule and no ε outside the root that would leave the centered variance of a
 # bfloat16 v near 0, where one device's last place would move a rounding of v.
 ALL_BUFFERS = "centered-momentum-nesterov-bias_correction-weight_decay_coupled-initial_scale"
-NU_DTYPES = {"nu_float": None, "nu_bfloat16": "bfloat16", "nu_int8": "int8"}
+NU_DTYPES = {"nu_float": None, "nu_bfloat16": "bfloat16", "nu_int8": "int8", "all_int8": "int8"}
+# all_int8: m̄ and b in signed 8-bit codes as well (mu_dtype="int8").
 
 # (shape, sharding on a ("data": 4, "model": 2) mesh). With nu_dtype="int8" the leaves
 # of 4096 values or more are 8-bit: blocks of 256 along the last axis, which is whole
@@ -105,6 +106,8 @@ def make_params(mesh=None, spec=PARAMS, seed=0):
 
 
 def make_tx(nu_dtype, variant=ALL_BUFFERS, **kwargs):
+    if nu_dtype == "all_int8" and "_dtype" not in str(VARIANTS[variant]):
+        kwargs = {"mu_dtype": "int8", **kwargs}
     return optax_rmsprop.rmsprop(
         **with_lr(VARIANTS[variant], 0.1), nu_dtype=NU_DTYPES[nu_dtype], **kwargs
     )
@@ -230,7 +233,7 @@ def on8_init_shards_like_params(nu_dtype, axis_type):
         expected = expected_state(tx, params, mesh)
         is_int8 = lambda x: isinstance(x, quantize.QuantizedArray)  # noqa: E731
         n_int8 = sum(map(is_int8, jax.tree.leaves(expected.nu, is_leaf=is_int8)))
-        assert n_int8 == (2 if nu_dtype == "nu_int8" else 0), f"{name}: {n_int8} 8-bit leaves"
+        assert n_int8 == (2 if "int8" in nu_dtype else 0), f"{name}: {n_int8} 8-bit leaves"
 
         planned = jax.tree.map(
             lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
@@ -306,7 +309,8 @@ def assert_steps_match_one_device(tx, history):
 @pytest.mark.slow  # a worker process with 8 devices, or two processes
 @pytest.mark.parametrize(
     "nu_dtype, axis_type",
-    [(nu, "auto") for nu in NU_DTYPES] + [("nu_float", "explicit"), ("nu_int8", "explicit")],
+    [(nu, "auto") for nu in NU_DTYPES]
+    + [("nu_float", "explicit"), ("nu_int8", "explicit"), ("all_int8", "explicit")],
 )
 def test_step_keeps_shardings_without_collectives(on8, nu_dtype, axis_type):
     """The variant with every buffer and feature: 3 steps, each against one device."""
@@ -387,7 +391,7 @@ def on8_zero1(nu_dtype):
 
 
 @pytest.mark.slow  # a worker process with 8 devices, or two processes
-@pytest.mark.parametrize("nu_dtype", ["nu_float", "nu_int8"])
+@pytest.mark.parametrize("nu_dtype", ["nu_float", "nu_int8", "all_int8"])
 def test_zero1_divides_state_bytes_per_device_by_axis_size(on8, nu_dtype):
     future = on8(on8_zero1, nu_dtype)
     whole, split, history = result(future)
@@ -426,7 +430,7 @@ def on8_vmap_over_ensemble(nu_dtype):
 
 
 @pytest.mark.slow  # a worker process with 8 devices, or two processes
-@pytest.mark.parametrize("nu_dtype", ["nu_float", "nu_int8"])
+@pytest.mark.parametrize("nu_dtype", ["nu_float", "nu_int8", "all_int8"])
 def test_vmap_over_an_ensemble_keeps_each_member_on_its_device(on8, nu_dtype):
     future = on8(on8_vmap_over_ensemble, nu_dtype)
     tx = make_tx(nu_dtype)
@@ -437,7 +441,20 @@ def test_vmap_over_an_ensemble_keeps_each_member_on_its_device(on8, nu_dtype):
     ]
     got = result(future)
     for k in range(8):
-        assert_close(jax.tree.map(lambda x, k=k: x[k], got), expected[k], what=f"member {k}")
+        member = jax.tree.map(lambda x, k=k: x[k], got)
+        if nu_dtype != "all_int8":
+            assert_close(member, expected[k], what=f"member {k}")
+            continue
+        # 8-bit b: where the two compilations round a value differently by a last place
+        # at a code's edge, b takes the next code (1/8 of it), and the parameter moves by
+        # the learning rate (0.1) times that: as rare as in the steps' codes (at most 1e-3
+        # of the values), and then by at most 0.1 / 8 here (3e-5 seen).
+        for (path, a), e in zip(
+            jax.tree.leaves_with_path(member), jax.tree.leaves(expected[k]), strict=True
+        ):
+            a, e = np.asarray(a), np.asarray(e)
+            off = np.abs(a - e) > 2e-6 + 1e-5 * np.abs(e)
+            assert off.mean() <= 1e-3 and np.all(np.abs(a - e) <= 0.1 / 8), (k, path)
 
 
 LEARNING_RATES = np.geomspace(1e-3, 1e-1, 8).astype(np.float32)

@@ -300,9 +300,10 @@ def _buffer_leaves(tree: Any, n: int, what: str) -> tuple[list[Any], Any]:
             f"has {n}: tx must be initialized with these params."
         )
     if any(isinstance(leaf, quantize.QuantizedArray) for leaf in leaves):
+        option = "nu_dtype" if what == "nu" else "mu_dtype"
         raise ValueError(
-            "tx keeps nu in 8-bit blocks (nu_dtype='int8'), which the frameworks do not "
-            "have: convert with a float nu_dtype (the default)."
+            f"tx keeps {what} in 8-bit blocks ({option}='int8'), which the frameworks do not "
+            f"have: convert with a float {option} (the default)."
         )
     return leaves, treedef
 
