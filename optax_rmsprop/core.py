@@ -133,7 +133,9 @@ class RMSPropState(NamedTuple):
       nu: the leaky average of :math:`|g|^2`, like the params (for
         ``nu_dtype="int8"``, a :class:`~optax_rmsprop.quantize.QuantizedArray` per leaf).
       mu: the leaky average of :math:`g` (``centered=True``), else ``None``.
-      momentum: the momentum buffer (``momentum`` not ``None``), else ``None``.
+      momentum: the momentum buffer (``momentum`` not ``None``), else ``None``. For
+        ``mu_dtype="int8"``, ``mu`` and ``momentum`` hold a ``QuantizedArray`` of signed
+        codes per leaf.
 
     Examples:
       >>> import jax.numpy as jnp
