@@ -244,7 +244,7 @@ def from_keras(
         ``leaf_map`` entry that names none (each named); ``Leaf.axes`` not a
         permutation of the variable's axes; a leaf whose shape does not fit its
         variable's; a ``tx`` whose state lacks a buffer the optimizer keeps, or keeps
-        ``nu`` in 8-bit blocks.
+        a buffer in 8-bit blocks.
 
     Examples:
       >>> import jax.numpy as jnp, keras
@@ -302,7 +302,7 @@ def to_keras(
       ValueError: ``optimizer`` is not built, or has an option this conversion does not
         know, ``use_ema`` or ``gradient_accumulation_steps``; ``state`` does not have
         the structure of ``tx.init(params)``, its leaves have different counts, it keeps
-        ``nu`` in 8-bit blocks, or it has a buffer the optimizer does not keep (or lacks
+        a buffer in 8-bit blocks, or it has a buffer the optimizer does not keep (or lacks
         one it keeps); leaves matched as :func:`from_keras` refuses; a buffer whose shape
         does not fit its variable's. Nothing is written then.
 

@@ -448,14 +448,16 @@ def to_torch(
       state: step it, or load its ``state_dict()``, in torch.
 
     Raises:
-      TypeError: ``param_groups`` holds a group that is not a dict with ``params``; a
-        ``leaf_map`` entry is not a :class:`Leaf`, an index or a path; ``tx``'s state
-        holds no :class:`~optax_rmsprop.RMSPropState` for these ``params``.
-      ValueError: a group without ``lr`` or with a key ``torch.optim.RMSprop`` does not
-        have; groups that hold another number of parameters than ``params`` has leaves;
-        ``state`` does not have the structure of ``tx.init(params)``, keeps ``nu`` in
-        8-bit blocks, or has a buffer its group does not keep (or lacks one it keeps);
-        leaves matched as :func:`from_torch` refuses.
+      TypeError: a group's hyperparameter is not a number; a ``leaf_map`` entry is not
+        a :class:`Leaf`, an index or a path; ``tx``'s state holds no
+        :class:`~optax_rmsprop.RMSPropState` for these ``params``.
+      ValueError: a group without ``lr``, or with a key its optimizer
+        (``torch.optim.RMSprop``, or RMSpropTF) does not have; one of several groups
+        without ``params``; groups that hold another number of parameters than
+        ``params`` has leaves; ``state`` does not have the structure of
+        ``tx.init(params)``, keeps a buffer in 8-bit blocks, or has a buffer its group
+        does not keep (or lacks one it keeps); leaves of one group with different counts
+        or learning rates; leaves matched as :func:`from_torch` refuses.
 
     Examples:
       >>> import jax.numpy as jnp, torch
