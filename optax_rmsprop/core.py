@@ -127,6 +127,25 @@ class RMSPropState(NamedTuple):
     """State of :func:`rmsprop` and :func:`scale_by_rms`.
 
     Buffers of features that are off are ``None`` (an empty pytree).
+
+    Attributes:
+      count: the number of steps taken, an int32 scalar that stops at 2**31 - 1.
+      nu: the leaky average of :math:`|g|^2`, like the params (for
+        ``nu_dtype="int8"``, a :class:`~optax_rmsprop.quantize.QuantizedArray` per leaf).
+      mu: the leaky average of :math:`g` (``centered=True``), else ``None``.
+      momentum: the momentum buffer (``momentum`` not ``None``), else ``None``. For
+        ``mu_dtype="int8"``, ``mu`` and ``momentum`` hold a ``QuantizedArray`` of signed
+        codes per leaf.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import optax_rmsprop
+      >>> state = optax_rmsprop.rmsprop(0.1).init({"w": jnp.ones(3)})
+      >>> state.count, state.mu, state.momentum
+      (Array(0, dtype=int32), None, None)
+      >>> state = optax_rmsprop.rmsprop(0.1, centered=True, momentum=0.9).init(jnp.ones(3))
+      >>> [x.shape for x in (state.nu, state.mu, state.momentum)]
+      [(3,), (3,), (3,)]
     """
 
     count: jax.Array  # type: ignore[assignment]  # int32 steps taken, saturating at 2**31 - 1

@@ -63,7 +63,7 @@ def find_airfoil(path: str | os.PathLike[str] | None = None) -> pathlib.Path:
       FileNotFoundError: the file is not there.
       ValueError: its sha1 is not the published file's.
 
-    Example:
+    Examples:
       >>> from optax_rmsprop import datasets
       >>> datasets.find_airfoil(datasets.DATA / "airfoil_self_noise.dat").name
       'airfoil_self_noise.dat'
@@ -90,9 +90,18 @@ def load_airfoil(
     All six columns are standardized over the whole file (population std), then
     the first ``n`` rows are kept; float32 like the book.
 
-    >>> features, target = load_airfoil()
-    >>> features.shape, target.dtype
-    ((1500, 5), dtype('float32'))
+    Args:
+      path: the data file (see :func:`find_airfoil`); ``None`` for the usual places.
+      n: how many rows to keep (the file has 1503).
+
+    Raises:
+      FileNotFoundError, ValueError: as :func:`find_airfoil`, for the file at ``path``.
+
+    Examples:
+      >>> from optax_rmsprop.datasets import load_airfoil
+      >>> features, target = load_airfoil()
+      >>> features.shape, target.dtype
+      ((1500, 5), dtype('float32'))
     """
     data = np.genfromtxt(find_airfoil(path), dtype=np.float32, delimiter="\t")
     data = (data - data.mean(axis=0)) / data.std(axis=0)
@@ -158,6 +167,13 @@ def find_fashion_mnist(path: str | os.PathLike[str] | None = None) -> pathlib.Pa
 
     Raises:
       FileNotFoundError: one of them is missing; the message says how to get them.
+
+    Examples:
+      >>> import tempfile
+      >>> from optax_rmsprop import datasets
+      >>> datasets.find_fashion_mnist(tempfile.mkdtemp())  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      FileNotFoundError: Fashion-MNIST not found in ... get the full set with ...
     """
     folder = pathlib.Path(
         path or os.environ.get("OPTAX_RMSPROP_FASHION_MNIST") or FASHION_MNIST_DEBIAN
@@ -173,7 +189,27 @@ def find_fashion_mnist(path: str | os.PathLike[str] | None = None) -> pathlib.Pa
 
 def download_fashion_mnist(folder: str | os.PathLike[str]) -> pathlib.Path:
     """Downloads the four files of the full set from Zalando's repository on GitHub into
-    ``folder`` (those already there are kept) and returns it; about 30 MB."""
+    ``folder`` (those already there are kept) and returns it; about 30 MB.
+
+    Every file, downloaded or kept, is then read as :func:`load_fashion_mnist` reads it.
+
+    Raises:
+      urllib.error.URLError: a file could not be downloaded (``HTTPError`` included).
+      ValueError: a file is not a Fashion-MNIST IDX file, or holds another number of
+        images or labels than the full set's.
+      EOFError, gzip.BadGzipFile: a file is truncated, or not gzip.
+
+    Examples:
+      Kept files that are not the full set (here the package's copy of the first
+      images) are refused:
+
+      >>> import shutil, tempfile
+      >>> from optax_rmsprop import datasets
+      >>> folder = shutil.copytree(datasets.FASHION_MNIST_SUBSET, tempfile.mkdtemp() + "/f")
+      >>> datasets.download_fashion_mnist(folder)  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ValueError: ...: 5000 images and 5000 labels for train
+    """
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name in _FILES:
@@ -197,9 +233,20 @@ def load_fashion_mnist(
       subset: read the package's copy of the first 5000 training and 1000 test images
         instead (no ``path`` then).
 
-    >>> images, labels = load_fashion_mnist("t10k", subset=True)
-    >>> images.shape, images.dtype, labels.shape
-    ((1000, 28, 28), dtype('uint8'), (1000,))
+    Raises:
+      ValueError: ``split`` is neither "train" nor "t10k"; both ``path`` and
+        ``subset=True`` are given; a file is not a Fashion-MNIST IDX file, or (full set)
+        holds another number of images or labels than 60 000 or 10 000.
+      FileNotFoundError: as :func:`find_fashion_mnist`, for the full set.
+      EOFError, gzip.BadGzipFile: a file is truncated, or not gzip.
+
+    Examples:
+      >>> from optax_rmsprop.datasets import load_fashion_mnist
+      >>> images, labels = load_fashion_mnist("t10k", subset=True)
+      >>> images.shape, images.dtype, labels.shape
+      ((1000, 28, 28), dtype('uint8'), (1000,))
+      >>> sorted(set(labels.tolist())) == list(range(10))  # the ten classes
+      True
     """
     if split not in _SPLITS:
         raise ValueError(f'split must be "train" or "t10k"; got {split!r}')

@@ -38,6 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optax_rmsprop import hyperparameters as hp
+from optax_rmsprop import validation
 from optax_rmsprop.core import rmsprop
 
 __all__ = [
@@ -112,6 +114,16 @@ def torch(
     count, so call ``scheduler.step()`` once per optimizer step in PyTorch to
     compare.
 
+    Raises:
+      TypeError: ``lr``, ``alpha``, ``eps``, ``weight_decay`` or ``momentum`` not a real
+        number, scalar array or schedule; ``centered`` or ``maximize`` not a bool;
+        ``weight_decay_mask`` with a leaf that is not a bool; ``nu_dtype`` or
+        ``mu_dtype`` not a dtype.
+      ValueError: one of those numbers not a scalar or out of its range (``alpha`` and
+        ``momentum`` in [0, 1], the others >= 0); ``alpha=1``, which keeps the mean
+        square at its start, 0; ``nu_dtype`` or ``mu_dtype`` refused as by
+        :func:`optax_rmsprop.rmsprop`.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> from optax_rmsprop import presets
@@ -163,6 +175,29 @@ def keras(
     ``loss_scale_factor`` and ``gradient_accumulation_steps`` (use
     :class:`optax.MultiSteps`). Keras does not support complex variables; here
     they use :math:`|g|^2`.
+
+    Without weight decay it is :func:`optax.rmsprop` under Keras's names.
+
+    Raises:
+      TypeError: ``learning_rate``, ``rho``, ``momentum``, ``epsilon`` or
+        ``weight_decay`` not a real number, scalar array or schedule; ``centered`` not a
+        bool; ``weight_decay_mask`` with a leaf that is not a bool; ``nu_dtype`` or
+        ``mu_dtype`` not a dtype.
+      ValueError: one of those numbers not a scalar or out of its range (``rho`` and
+        ``momentum`` in [0, 1], the others >= 0); ``rho=1``, which keeps the mean square
+        at its start, 0; ``nu_dtype`` or ``mu_dtype`` refused as by
+        :func:`optax_rmsprop.rmsprop`.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax
+      >>> from optax_rmsprop import presets
+      >>> ours = presets.keras(learning_rate=0.01, rho=0.9, momentum=0.5, epsilon=1e-7)
+      >>> theirs = optax.rmsprop(0.01, decay=0.9, eps=1e-7, momentum=0.5)
+      >>> params, grads = jnp.ones(3), jnp.array([0.1, -2.0, 30.0])
+      >>> a, _ = ours.update(grads, ours.init(params), params)
+      >>> b, _ = theirs.update(grads, theirs.init(params), params)
+      >>> bool(jnp.allclose(a, b, rtol=1e-6))
+      True
     """
     return rmsprop(
         learning_rate,
@@ -211,6 +246,30 @@ def tf_keras(
     ``jit_compile``; the legacy optimizer's ``decay`` (give ``learning_rate`` as a
     schedule) and its sparse updates, which decay only the rows a batch touches.
     The legacy optimizer has no ``weight_decay``: passing one raises ``ValueError``.
+
+    Raises:
+      TypeError: ``learning_rate``, ``rho``, ``momentum``, ``epsilon`` or
+        ``weight_decay`` not a real number, scalar array or schedule; ``centered`` not a
+        bool; ``weight_decay_mask`` with a leaf that is not a bool; ``nu_dtype`` or
+        ``mu_dtype`` not a dtype.
+      ValueError: one of those numbers not a scalar or out of its range (``rho`` and
+        ``momentum`` in [0, 1], the others >= 0); ``rho=1``, which keeps the mean square
+        at its start, 0; ``weight_decay`` with ``legacy=True``; ``epsilon=None``
+        without it; ``nu_dtype`` or ``mu_dtype`` refused as by
+        :func:`optax_rmsprop.rmsprop`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from optax_rmsprop import presets
+      >>> params, grads = jnp.ones(3), jnp.array([0.1, -2.0, 30.0])
+      >>> steps = []
+      >>> for tx in (presets.tf_keras(0.01, momentum=0.5), presets.keras(0.01, momentum=0.5)):
+      ...     steps.append(tx.update(grads, tx.init(params), params)[0])
+      >>> bool(jnp.array_equal(*steps))  # the same rule as Keras 3
+      True
+      >>> presets.tf_keras(0.01, weight_decay=1e-4, legacy=True)  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ValueError: weight_decay: tf_keras.optimizers.legacy.RMSprop has none; ...
     """
     if legacy:
         if weight_decay is not None:
@@ -270,6 +329,21 @@ def tf1(
     decay only the rows a batch touches (here every row decays every step), and
     ``use_locking``. The centered variance is clamped at zero here, so where TF1
     would produce NaN from rounding this stays finite.
+
+    Raises:
+      TypeError: ``learning_rate``, ``decay``, ``momentum`` or ``epsilon`` not a real
+        number, scalar array or schedule; ``centered`` not a bool; ``nu_dtype`` or
+        ``mu_dtype`` not a dtype.
+      ValueError: one of those numbers not a scalar or out of its range (``decay`` and
+        ``momentum`` in [0, 1], the others >= 0); ``nu_dtype`` or ``mu_dtype`` refused
+        as by :func:`optax_rmsprop.rmsprop`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from optax_rmsprop import presets
+      >>> tx = presets.tf1(learning_rate=0.1, momentum=0.9)
+      >>> tx.init(jnp.zeros(3)).nu  # the mean square starts at 1
+      Array([1., 1., 1.], dtype=float32)
     """
     return rmsprop(
         learning_rate,
@@ -308,7 +382,7 @@ def timm(
     Matches: ε inside the root, the mean square starting at **1**, ``lr`` inside the
     momentum buffer (``lr_in_momentum=True``; ``False`` applies the current ``lr`` to the
     whole buffer, as :func:`torch`), coupled L2 ``weight_decay`` added to the gradient or,
-    with ``decoupled_decay``, :math:`	heta \leftarrow 	heta - \eta\lambda	heta`; with
+    with ``decoupled_decay``, :math:`\theta \leftarrow \theta - \eta\lambda\theta`; with
     ``corrected_weight_decay`` too, :math:`\eta^2/\eta_{max}` in place of :math:`\eta`,
     where :math:`\eta_{max}` is the ``lr`` RMSpropTF was built with (``True`` takes
     ``lr``; with a schedule, pass that peak lr as the number); ``caution`` (Cautious
@@ -323,15 +397,28 @@ def timm(
     (``timm.scheduler``) set the lr per epoch or per update: give ``lr`` as an optax
     schedule of the step count that does the same.
 
+    Raises:
+      TypeError: ``lr``, ``alpha``, ``eps``, ``weight_decay`` or ``momentum`` not a real
+        number, scalar array or schedule; ``centered``, ``decoupled_decay``,
+        ``lr_in_momentum`` or ``caution`` not a bool; ``weight_decay_mask`` with a leaf
+        that is not a bool; ``nu_dtype`` or ``mu_dtype`` not a dtype.
+      ValueError: one of those numbers not a scalar or out of its range (``alpha`` and
+        ``momentum`` in [0, 1], the others >= 0); with ``decoupled_decay``,
+        ``corrected_weight_decay=True`` and a schedule as ``lr`` (pass the peak lr as
+        the number), or a number that is not > 0; ``nu_dtype`` or ``mu_dtype`` refused
+        as by :func:`optax_rmsprop.rmsprop`.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> from optax_rmsprop import presets
       >>> tx = presets.timm(lr=0.016, eps=1e-3, momentum=0.9, weight_decay=1e-5)
-      >>> updates, state = tx.update(jnp.ones(3), tx.init(jnp.ones(3)), jnp.ones(3))
-      >>> state.nu  # square_avg starts at 1
+      >>> tx.init(jnp.ones(3)).nu  # square_avg starts at 1
       Array([1., 1., 1.], dtype=float32)
     """
     momentum = _momentum_or_none(momentum)
+    if not isinstance(caution, (bool, np.bool_)):  # it is passed on only with momentum
+        kind = type(caution).__name__
+        raise TypeError(f"caution must be a bool; got {caution!r} of type {kind}.")
     peak = None
     if corrected_weight_decay is not False and corrected_weight_decay is not None:
         if not decoupled_decay:
@@ -421,6 +508,26 @@ def gluon(
     :func:`optax.multi_transform`) and multi-precision master weights.
     Returns a single :func:`optax_rmsprop.rmsprop` when no rescaling or
     clipping is asked for, otherwise an :func:`optax.chain` around it.
+
+    Raises:
+      TypeError: ``learning_rate``, ``gamma1``, ``gamma2``, ``epsilon`` or ``wd`` not a
+        real number, scalar array or schedule; ``centered`` not a bool;
+        ``weight_decay_mask`` with a leaf that is not a bool; ``nu_dtype`` or
+        ``mu_dtype`` not a dtype.
+      ValueError: one of those numbers not a scalar or out of its range (``gamma1`` and
+        ``gamma2`` in [0, 1], the others >= 0); ``gamma1=1``, which keeps the mean
+        square at its start, 0; ``clip_weights`` or ``clip_gradient`` not ``None`` or
+        a number; ``nu_dtype`` or ``mu_dtype`` refused as by
+        :func:`optax_rmsprop.rmsprop`.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax
+      >>> from optax_rmsprop import presets
+      >>> tx = presets.gluon(learning_rate=0.5, clip_weights=1.0)
+      >>> params = jnp.array([0.9, -0.9])
+      >>> updates, _ = tx.update(jnp.array([-1.0, 1.0]), tx.init(params), params)
+      >>> optax.apply_updates(params, updates)  # a step of 0.5 / sqrt(0.1), clipped to ±1
+      Array([ 1., -1.], dtype=float32)
     """
     clip_gradient = clip_gradient if _clips("clip_gradient", clip_gradient) else None
     clip_weights = clip_weights if _clips("clip_weights", clip_weights) else None
@@ -435,6 +542,9 @@ def gluon(
     )
     if clip_gradient is None and rescale_grad == 1.0 and clip_weights is None:
         return rmsprop(learning_rate, weight_decay=wd, weight_decay_mask=weight_decay_mask, **core)
+    # wd and its mask go to optax.add_decayed_weights here, which checks neither.
+    hp.check("weight_decay", wd)
+    validation.hashable_mask(weight_decay_mask)
     parts = []
     if rescale_grad != 1.0:
         parts.append(optax.scale(rescale_grad))
@@ -471,6 +581,31 @@ def paddle(
     the number), ``grad_clip`` (chain :func:`optax.clip_by_global_norm` or
     :func:`optax.clip` before it), per-parameter attributes (use
     :func:`optax.multi_transform`) and multi-precision master weights.
+
+    Raises:
+      TypeError: ``learning_rate``, ``rho``, ``epsilon``, ``momentum`` or
+        ``weight_decay`` not a real number, scalar array or schedule; ``centered`` not a
+        bool; ``weight_decay_mask`` with a leaf that is not a bool; ``nu_dtype`` or
+        ``mu_dtype`` not a dtype.
+      ValueError: one of those numbers not a scalar or out of its range (``rho`` and
+        ``momentum`` in [0, 1], the others >= 0); ``rho=1``, which keeps the mean square
+        at its start, 0; ``nu_dtype`` or ``mu_dtype`` refused as by
+        :func:`optax_rmsprop.rmsprop`.
+
+    Examples:
+      Coupled L2 weight decay is :func:`optax.add_decayed_weights` before the rule:
+
+      >>> import jax.numpy as jnp, optax
+      >>> from optax_rmsprop import presets
+      >>> ours = presets.paddle(learning_rate=0.1, weight_decay=0.01)
+      >>> theirs = optax.chain(
+      ...     optax.add_decayed_weights(0.01), optax.rmsprop(0.1, decay=0.95, eps=1e-6)
+      ... )
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, 0.0])
+      >>> a, _ = ours.update(grads, ours.init(params), params)
+      >>> b, _ = theirs.update(grads, theirs.init(params), params)
+      >>> bool(jnp.allclose(a, b, rtol=1e-6))
+      True
     """
     return rmsprop(
         learning_rate,
@@ -505,6 +640,24 @@ def chainer(
     Cannot match: optimizer hooks are not arguments here; chain their optax
     counterparts before it (``WeightDecay(rate)``: :func:`optax.add_decayed_weights`;
     ``GradientClipping``: :func:`optax.clip_by_global_norm`).
+
+    Raises:
+      TypeError: ``lr``, ``alpha`` or ``eps`` not a real number, scalar array or
+        schedule; ``eps_inside_sqrt`` not a bool; ``nu_dtype`` or ``mu_dtype`` not a
+        dtype.
+      ValueError: one of those numbers not a scalar or out of its range (``alpha`` in
+        [0, 1], the others >= 0); ``alpha=1``, which keeps the mean square at its
+        start, 0; ``nu_dtype`` or ``mu_dtype`` refused as by
+        :func:`optax_rmsprop.rmsprop`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from optax_rmsprop import presets
+      >>> tx, g = presets.chainer(lr=0.01, alpha=0.99, eps=1e-8), jnp.array([0.5, -3.0])
+      >>> updates, _ = tx.update(g, tx.init(g))
+      >>> v = (1 - 0.99) * g**2  # one step from v = 0
+      >>> bool(jnp.allclose(updates, -0.01 * g / (jnp.sqrt(v) + 1e-8), rtol=1e-6))
+      True
     """
     return rmsprop(
         lr, decay=alpha, eps=eps, eps_in_sqrt=eps_inside_sqrt, nu_dtype=nu_dtype, mu_dtype=mu_dtype
@@ -532,6 +685,25 @@ def chainer_graves(
     Cannot match: optimizer hooks, as in :func:`chainer`. The variance
     :math:`v - \bar m^2` is clamped at zero here, so where Chainer would produce
     NaN from rounding this stays finite.
+
+    Raises:
+      TypeError: ``lr``, ``alpha``, ``momentum`` or ``eps`` not a real number, scalar
+        array or schedule; ``nu_dtype`` or ``mu_dtype`` not a dtype.
+      ValueError: one of those numbers not a scalar or out of its range (``alpha`` and
+        ``momentum`` in [0, 1], the others >= 0); ``alpha=1``, which keeps the mean
+        square at its start, 0; ``nu_dtype`` or ``mu_dtype`` refused as by
+        :func:`optax_rmsprop.rmsprop`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from optax_rmsprop import presets
+      >>> graves = presets.chainer_graves(lr=1e-4, alpha=0.95, momentum=0.9, eps=1e-4)
+      >>> gluon = presets.gluon(1e-4, gamma1=0.95, gamma2=0.9, epsilon=1e-4, centered=True)
+      >>> g = jnp.array([0.5, -3.0])
+      >>> a, _ = graves.update(g, graves.init(g))
+      >>> b, _ = gluon.update(g, gluon.init(g))
+      >>> bool(jnp.array_equal(a, b))
+      True
     """
     return rmsprop(
         lr,
@@ -561,7 +733,18 @@ def d2l(
     ``eps=1e-6`` as in the book. Its "concise" versions use the framework
     optimizers: :func:`gluon`, :func:`torch` and :func:`keras`.
 
+    Raises:
+      TypeError: ``lr``, ``gamma`` or ``eps`` not a real number, scalar array or
+        schedule; ``nu_dtype`` or ``mu_dtype`` not a dtype.
+      ValueError: one of those numbers not a scalar or out of its range (``gamma`` in
+        [0, 1], the others >= 0); ``gamma=1``, which keeps the mean square at its
+        start, 0; ``nu_dtype`` or ``mu_dtype`` refused as by
+        :func:`optax_rmsprop.rmsprop`.
+
     Examples:
+      The book's run on :math:`f(x) = 0.1 x_1^2 + 2 x_2^2` with ``eta=0.4`` and
+      ``gamma=0.9`` prints the same after 20 epochs:
+
       >>> import jax.numpy as jnp, optax
       >>> from optax_rmsprop import presets
       >>> grad = lambda x: jnp.array([0.2 * x[0], 4 * x[1]])  # f = 0.1 x1² + 2 x2²

@@ -102,6 +102,21 @@ class Int8:
         less than a code's width per step; blocks scaled by an upper bound of their
         maximum, which takes no extra pass) or ``"nearest"`` (blocks scaled by their
         maximum; a value that moves by less than half a code per step stays put).
+
+    Raises:
+      ValueError: ``block_size`` or ``min_size`` not a positive int; ``rounding``
+        neither "stochastic" nor "nearest".
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import optax_rmsprop
+      >>> nu_dtype = optax_rmsprop.Int8(block_size=128, rounding="nearest")
+      >>> tx = optax_rmsprop.rmsprop(1e-3, nu_dtype=nu_dtype)
+      >>> state = tx.init({"w": jnp.ones((64, 128)), "b": jnp.ones(128)})
+      >>> state.nu["w"].codes.dtype, state.nu["w"].scales.shape  # a block per row
+      (dtype('uint8'), (64, 1))
+      >>> state.nu["b"].dtype  # 128 values, fewer than min_size: float32
+      dtype('float32')
     """
 
     block_size: int = 256
@@ -124,7 +139,18 @@ class Int8:
 
 class QuantizedArray(NamedTuple):
     """A leaf in 8-bit blocks: ``codes`` has the leaf's shape; uint8 for ``v``, int8
-    (signed) for the first-moment buffers."""
+    (signed) for the first-moment buffers.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from optax_rmsprop import quantize
+      >>> config = quantize.Int8(block_size=4, rounding="nearest")
+      >>> q = quantize.quantize(jnp.array([0.0, 1.0, 2.0, 4.0]), config)
+      >>> q.codes.dtype, q.codes.shape, q.scales  # a code per value, a scale per block
+      (dtype('uint8'), (4,), Array([4.], dtype=float32))
+      >>> quantize.quantize_signed(jnp.array([-1.0, 1.0]), config).codes.dtype
+      dtype('int8')
+    """
 
     codes: jax.Array  # uint8 or int8, the leaf's shape
     scales: jax.Array  # float32, scales_shape(codes.shape): block maxima
@@ -134,12 +160,27 @@ def relative_error_bound(config: Int8) -> float:
     """The largest relative error of a nearest-rounding round trip within the range.
 
     Stochastic rounding can err by up to a whole code's width (1/8 of the value).
+
+    Examples:
+      >>> from optax_rmsprop import quantize
+      >>> quantize.relative_error_bound(quantize.Int8(rounding="nearest"))  # 1/16
+      0.0625
+      >>> quantize.relative_error_bound(quantize.Int8(rounding="stochastic"))  # 1/8
+      0.125
     """
     return 2.0 ** -(_MANTISSA_BITS + 1) if config.rounding == "nearest" else 2.0**-_MANTISSA_BITS
 
 
 def smallest_code_value(signed: bool = False) -> float:
-    """The smallest positive value a code stands for, as a fraction of its block's maximum."""
+    """The smallest positive value a code stands for, as a fraction of its block's maximum.
+
+    Examples:
+      >>> from optax_rmsprop import quantize
+      >>> quantize.smallest_code_value() == 1.25 * 2**-32
+      True
+      >>> quantize.smallest_code_value(signed=True) == 1.25 * 2**-16
+      True
+    """
     return float(np.int32((_SIGNED_BASE if signed else _BASE) + (1 << _SHIFT)).view(np.float32))
 
 
@@ -168,7 +209,17 @@ def _layout(shape: tuple[int, ...], block_size: int) -> tuple[int, int]:
 
 
 def scales_shape(shape: tuple[int, ...], config: Int8) -> tuple[int, ...]:
-    """The shape of the block maxima of a leaf: its leading axes, then its blocks."""
+    """The shape of the block maxima of a leaf: its leading axes, then its blocks.
+
+    Examples:
+      >>> from optax_rmsprop.quantize import Int8, scales_shape
+      >>> scales_shape((8, 512), Int8())  # two blocks of 256 per row
+      (8, 2)
+      >>> scales_shape((8, 960), Int8())  # four blocks of 240 per row, no padding
+      (8, 4)
+      >>> scales_shape((3, 3, 64, 64), Int8())  # along the last two axes
+      (3, 3, 16)
+    """
     shape = shape or (1,)
     k, n = _layout(shape, config.block_size)
     return (*shape[:-k], -(-math.prod(shape[-k:]) // n))
@@ -253,6 +304,12 @@ def block_max_abs(x: jax.Array, config: Int8) -> jax.Array:
     One pass over ``x`` as it is stored: its maximum and minimum in a single reduction,
     which XLA:CPU runs as one vectorized loop (a reduction of ``abs(x)`` would be a
     slow scalar loop, or would first write ``abs(x)`` out).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from optax_rmsprop import quantize
+      >>> quantize.block_max_abs(jnp.array([-3.0, 1.0, 2.0, -0.5]), quantize.Int8(block_size=4))
+      Array([3.], dtype=float32)
     """
     blocks = _blocks(x, config.block_size)
     top, bottom = jax.lax.reduce(
@@ -265,7 +322,16 @@ def block_max_abs(x: jax.Array, config: Int8) -> jax.Array:
 
 
 def block_max(q: QuantizedArray, config: Int8) -> jax.Array:
-    """The largest value of each block, read from the codes (one byte per value)."""
+    """The largest value of each block, read from the codes (one byte per value).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from optax_rmsprop import quantize
+      >>> config = quantize.Int8(block_size=4, rounding="nearest")
+      >>> q = quantize.quantize(jnp.array([0.0, 1.0, 2.0, 4.0]), config)
+      >>> quantize.block_max(q, config)
+      Array([4.], dtype=float32)
+    """
     return _fraction(jnp.max(_blocks(q.codes, config.block_size), axis=-1)) * q.scales
 
 
@@ -297,6 +363,21 @@ def quantize(
     at most twice the maximum costs one octave of range, nothing in precision.
     ``seed`` (an integer scalar, e.g. the step mixed with the leaf's index) drives
     stochastic rounding; nearest rounding ignores it.
+
+    Raises:
+      ValueError: ``config.rounding`` is "stochastic" and ``seed`` is None.
+
+    Examples:
+      Powers of two below the block's maximum have codes of their own:
+
+      >>> import jax.numpy as jnp
+      >>> from optax_rmsprop import quantize
+      >>> config = quantize.Int8(block_size=4, rounding="nearest")
+      >>> q = quantize.quantize(jnp.array([0.0, 1.0, 2.0, 4.0]), config)
+      >>> q.codes  # 255 is the maximum; 8 codes per octave below it
+      Array([  0, 239, 247, 255], dtype=uint8)
+      >>> quantize.dequantize(q, config)
+      Array([0., 1., 2., 4.], dtype=float32)
     """
     v = v.astype(jnp.float32)
     if scales is None:
@@ -324,6 +405,19 @@ def quantize_signed(x: jax.Array, config: Int8, seed: jax.Array | None = None) -
     ``1.25 * 2**-16`` of it). A value below the smallest magnitude rounds to it or to 0,
     with the probability that keeps it right on average (stochastic rounding), or to the
     nearer of the two; exact zeros stay zero.
+
+    Raises:
+      ValueError: ``config.rounding`` is "stochastic" and ``seed`` is None.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from optax_rmsprop import quantize
+      >>> config = quantize.Int8(block_size=4, rounding="nearest")
+      >>> q = quantize.quantize_signed(jnp.array([-4.0, -1.0, 0.0, 2.0]), config)
+      >>> q.codes  # 127 is the largest |x|; 8 codes per octave below it
+      Array([-127, -111,    0,  119], dtype=int8)
+      >>> quantize.dequantize(q, config)
+      Array([-4., -1.,  0.,  2.], dtype=float32)
     """
     x = x.astype(jnp.float32)
     scales = block_max_abs(x, config)
@@ -349,12 +443,33 @@ def quantize_signed(x: jax.Array, config: Int8, seed: jax.Array | None = None) -
 
 
 def dequantize(q: QuantizedArray, config: Int8) -> jax.Array:
-    """The float32 values the codes stand for (signed codes for int8 ``codes``)."""
+    """The float32 values the codes stand for (signed codes for int8 ``codes``).
+
+    Examples:
+      A round trip errs by at most :func:`relative_error_bound`:
+
+      >>> import jax.numpy as jnp
+      >>> from optax_rmsprop import quantize
+      >>> config = quantize.Int8(rounding="nearest")
+      >>> v = jnp.linspace(0.01, 1.0, 1000)
+      >>> back = quantize.dequantize(quantize.quantize(v, config), config)
+      >>> bool(jnp.all(jnp.abs(back - v) <= quantize.relative_error_bound(config) * v))
+      True
+    """
     return _fraction(q.codes) * _spread(q.scales, q.codes, config.block_size)
 
 
 def full(shape: tuple[int, ...], fill: jax.typing.ArrayLike, config: Int8) -> QuantizedArray:
-    """The quantized form of ``jnp.full(shape, fill)`` for ``fill >= 0``."""
+    """The quantized form of ``jnp.full(shape, fill)`` for ``fill >= 0``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from optax_rmsprop import quantize
+      >>> config = quantize.Int8()
+      >>> quantize.dequantize(quantize.full((2, 3), 0.5, config), config)
+      Array([[0.5, 0.5, 0.5],
+             [0.5, 0.5, 0.5]], dtype=float32)
+    """
     fill = jnp.asarray(fill, jnp.float32)
     return QuantizedArray(
         codes=jnp.full(shape, jnp.where(fill > 0, 255, 0), jnp.uint8),

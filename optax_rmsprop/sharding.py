@@ -88,6 +88,12 @@ def state_shardings(
       ``NamedSharding`` on ``mesh``: ``out_shardings`` for ``jax.jit(tx.init)``, and
       ``in_shardings``/``out_shardings`` for the state in the training step.
 
+    Raises:
+      ValueError: ``axis`` names an axis that ``mesh`` lacks, or a leaf of ``params``
+        is sharded over a mesh axis that ``mesh`` lacks.
+      TypeError, ValueError: whatever ``tx.init`` raises for ``params`` (for
+        :func:`optax_rmsprop.rmsprop`, a ``TypeError`` naming an integer leaf).
+
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> import optax_rmsprop
@@ -98,8 +104,14 @@ def state_shardings(
       >>> shardings = state_shardings(tx, params, mesh, axis="data")
       >>> [tuple(s.spec) for s in (shardings.nu["w"], shardings.momentum["b"], shardings.count)]
       [('data', None), ('data',), ()]
+      >>> state = jax.jit(tx.init, out_shardings=shardings)(params)
+      >>> jax.tree.map(lambda x, s: x.sharding == s, state, shardings).nu
+      {'b': True, 'w': True}
     """
     axes = (axis,) if isinstance(axis, str) else tuple(axis or ())
+    for name in axes:
+        if name not in mesh.axis_names:
+            raise ValueError(f"axis: the mesh {mesh.axis_names} has no axis {name!r}.")
     size = math.prod(mesh.shape[name] for name in axes)
 
     def param_struct(param):
@@ -129,10 +141,14 @@ def device_bytes(tree: Any) -> int:
     ``sharding`` (planning before anything is allocated); a shard that several
     devices replicate counts on each of them.
 
+    Raises:
+      ValueError: a leaf of ``tree`` has no sharding (a ``jax.ShapeDtypeStruct``
+        made without one).
+
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from optax_rmsprop.sharding import device_bytes
-      >>> device_bytes({"w": jnp.zeros((8, 4)), "count": jnp.zeros([], jnp.int32)})
+      >>> device_bytes({"w": jnp.zeros((8, 4)), "count": jnp.zeros([], jnp.int32)})  # 32*4 + 4
       132
     """
     held: collections.Counter = collections.Counter()

@@ -812,6 +812,7 @@ def test_timm_caution_without_momentum_is_off_as_in_timm():
         (presets.keras, dict(epsilon=-1.0), "epsilon"),
         (presets.gluon, dict(gamma1=2.0), "gamma1"),
         (presets.gluon, dict(wd=-1.0), "wd"),
+        (presets.gluon, dict(wd=-1.0, rescale_grad=2.0), "wd"),  # optax.chain around rmsprop
         (presets.d2l, dict(lr=0.1, gamma=1.5), "gamma"),
         (presets.timm, dict(alpha=-0.5), "alpha"),
         (presets.paddle, dict(learning_rate=0.1, rho=3.0), "rho"),
@@ -821,6 +822,13 @@ def test_errors_name_the_frameworks_argument(preset, kwargs, name):
     """What the user typed, not our name for it (``alpha``, not ``decay``)."""
     with pytest.raises(ValueError, match=rf"^{name} must be"):
         preset(**kwargs)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_timm_refuses_a_caution_that_is_not_a_bool(momentum):
+    """caution reaches rmsprop's check only with momentum: the preset checks it itself."""
+    with pytest.raises(TypeError, match="^caution must be a bool"):
+        presets.timm(momentum=momentum, caution="yes")
 
 
 def test_inject_hyperparams_needs_static_momentum_for_no_buffer():

@@ -627,6 +627,8 @@ def test_state_shardings_rejects_an_axis_the_mesh_lacks():
     params = {"w": jax.device_put(jnp.zeros((4, 6)), NamedSharding(other, P("model")))}
     with pytest.raises(ValueError, match="'model'"):
         state_shardings(optax_rmsprop.rmsprop(0.1), params, mesh)
+    with pytest.raises(ValueError, match="axis: .* has no axis 'model'"):
+        state_shardings(optax_rmsprop.rmsprop(0.1), {"w": jnp.zeros(4)}, mesh, axis="model")
 
 
 def test_device_bytes_needs_placed_arrays():

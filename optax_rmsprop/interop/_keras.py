@@ -231,6 +231,31 @@ def from_keras(
       ``(tx, state)`` with ``count`` = ``iterations``, ``nu`` = the velocities, ``mu`` =
       the average gradients and ``momentum`` = minus Keras's momentums (Keras's holds
       +ηg/√(v + ε) and subtracts it; ours holds the update and adds it).
+
+    Raises:
+      TypeError: ``optimizer`` is not a Keras 3 ``keras.optimizers.RMSprop``; a
+        ``leaf_map`` entry is not a :class:`Leaf`, an index or a path; ``tx``'s state
+        holds no :class:`~optax_rmsprop.RMSPropState` for these ``params``.
+      ValueError: ``optimizer`` is not built, or has an option this conversion does not
+        know, ``use_ema`` or ``gradient_accumulation_steps``; without ``tx``, clipping,
+        ``loss_scale_factor``, ``exclude_from_weight_decay`` (with weight decay) or a
+        learning-rate schedule that :func:`keras_schedule` refuses; ``match`` neither
+        "path" nor "order"; a leaf or a variable matched by none or by two, or a
+        ``leaf_map`` entry that names none (each named); ``Leaf.axes`` not a
+        permutation of the variable's axes; a leaf whose shape does not fit its
+        variable's; a ``tx`` whose state lacks a buffer the optimizer keeps, or keeps
+        a buffer in 8-bit blocks.
+
+    Examples:
+      >>> import jax.numpy as jnp, keras
+      >>> from optax_rmsprop import interop
+      >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="dense")])
+      >>> optimizer = keras.optimizers.RMSprop(learning_rate=0.01, momentum=0.9)
+      >>> optimizer.build(model.trainable_variables)
+      >>> params = {"dense": {"kernel": jnp.zeros((3, 2)), "bias": jnp.zeros(2)}}
+      >>> tx, state = interop.from_keras(optimizer, params)  # "dense/kernel" by path
+      >>> int(state.count), state.momentum["dense"]["kernel"].shape
+      (0, (3, 2))
     """
     config, paths, slots, excluded = _optimizer(optimizer)
     h = _hyperparameters(config, excluded, given_tx=tx is not None)
@@ -269,6 +294,34 @@ def to_keras(
     (checked). Leaves are matched to variables as in :func:`from_keras`. Sets
     ``iterations`` to the count, the velocities, the average gradients and the momentums
     (minus ours).
+
+    Raises:
+      TypeError: ``optimizer`` is not a Keras 3 ``keras.optimizers.RMSprop``; a
+        ``leaf_map`` entry is not a :class:`Leaf`, an index or a path; ``tx``'s state
+        holds no :class:`~optax_rmsprop.RMSPropState` for these ``params``.
+      ValueError: ``optimizer`` is not built, or has an option this conversion does not
+        know, ``use_ema`` or ``gradient_accumulation_steps``; ``state`` does not have
+        the structure of ``tx.init(params)``, its leaves have different counts, it keeps
+        a buffer in 8-bit blocks, or it has a buffer the optimizer does not keep (or lacks
+        one it keeps); leaves matched as :func:`from_keras` refuses; a buffer whose shape
+        does not fit its variable's. Nothing is written then.
+
+    Examples:
+      >>> import jax.numpy as jnp, keras, numpy as np
+      >>> from optax_rmsprop import interop, presets
+      >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="dense")])
+      >>> optimizer = keras.optimizers.RMSprop(learning_rate=0.01, rho=0.9)
+      >>> optimizer.build(model.trainable_variables)
+      >>> tx = presets.keras(learning_rate=0.01, rho=0.9)
+      >>> params = {"dense": {"kernel": jnp.zeros((3, 2)), "bias": jnp.zeros(2)}}
+      >>> grads = {"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)}}
+      >>> _, state = tx.update(grads, tx.init(params), params)
+      >>> interop.to_keras(state, tx, params, optimizer)
+      >>> int(keras.ops.convert_to_numpy(optimizer.iterations.value))
+      1
+      >>> velocities = optimizer.variables[2:]  # [iterations, learning_rate, *velocities]
+      >>> [bool(np.allclose(keras.ops.convert_to_numpy(v.value), 1 - 0.9)) for v in velocities]
+      [True, True]
     """
     config, paths, slots, excluded = _optimizer(optimizer)
     h = _hyperparameters(config, excluded, given_tx=True)
@@ -337,6 +390,22 @@ def keras_schedule(schedule: Any) -> optax.Schedule:
     ``CosineDecay`` (with its warm-up), ``PolynomialDecay`` and ``InverseTimeDecay`` are
     computed from their ``get_config()`` in float32, as Keras does; others are refused by
     name.
+
+    Raises:
+      ValueError: ``schedule`` is of another class than those five (or has no
+        ``get_config``).
+
+    Examples:
+      >>> import keras
+      >>> from optax_rmsprop import interop
+      >>> decay = keras.optimizers.schedules.ExponentialDecay(
+      ...     0.1, decay_steps=10, decay_rate=0.5, staircase=True
+      ... )
+      >>> schedule = interop.keras_schedule(decay)
+      >>> print(f"{schedule(25):.4f}")  # 0.1 * 0.5 ** (25 // 10)
+      0.0250
+      >>> bool(schedule(25) == keras.ops.convert_to_numpy(decay(25)))  # as Keras computes it
+      True
     """
     name = type(schedule).__name__
     if name not in _SCHEDULES or not hasattr(schedule, "get_config"):

@@ -44,6 +44,27 @@ class Leaf:
         used as (H, W, I, O). ``None`` keeps the layout. Not given, the layout is kept
         too, but a square 2-D leaf matched to a torch parameter is refused: a Linear
         weight (out, in) and its transpose have the same shape, so say which.
+
+    A ``Leaf`` is checked where it is used: a ``key`` that names no parameter, or
+    ``axes`` that are not a permutation of its axes, make the conversion raise a
+    ``ValueError`` that names the leaf.
+
+    Examples:
+      A ``torch.nn.Linear(3, 2)`` weight, (2, 3) in torch, is a (3, 2) kernel in JAX:
+
+      >>> import jax.numpy as jnp
+      >>> from optax_rmsprop import interop
+      >>> state_dict = {  # torch.optim.RMSprop(linear.parameters()).state_dict(), weight only
+      ...     "state": {0: {"step": 1.0, "square_avg": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]}},
+      ...     "param_groups": [dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0,
+      ...                           momentum=0, centered=False, params=[0])]}
+      >>> kernel = jnp.zeros((3, 2))
+      >>> leaf_map = interop.Leaf(0, axes=(1, 0))  # np.transpose(weight, (1, 0))
+      >>> tx, state = interop.from_torch(state_dict, kernel, leaf_map=leaf_map)
+      >>> state.nu
+      Array([[1., 4.],
+             [2., 5.],
+             [3., 6.]], dtype=float32)
     """
 
     key: int | str

@@ -446,6 +446,31 @@ def to_torch(
       torch tensors (``step`` a float tensor, as torch keeps it; complex parameters'
       buffers complex, from the (real, imaginary) pairs). An LR scheduler keeps its own
       state: step it, or load its ``state_dict()``, in torch.
+
+    Raises:
+      TypeError: a group's hyperparameter is not a number; a ``leaf_map`` entry is not
+        a :class:`Leaf`, an index or a path; ``tx``'s state holds no
+        :class:`~optax_rmsprop.RMSPropState` for these ``params``.
+      ValueError: a group without ``lr``, or with a key its optimizer
+        (``torch.optim.RMSprop``, or RMSpropTF) does not have; one of several groups
+        without ``params``; groups that hold another number of parameters than
+        ``params`` has leaves; ``state`` does not have the structure of
+        ``tx.init(params)``, keeps a buffer in 8-bit blocks, or has a buffer its group
+        does not keep (or lacks one it keeps); leaves of one group with different counts
+        or learning rates; leaves matched as :func:`from_torch` refuses.
+
+    Examples:
+      >>> import jax.numpy as jnp, torch
+      >>> from optax_rmsprop import interop, presets
+      >>> tx, params = presets.torch(lr=0.01, alpha=0.99, momentum=0.9), jnp.ones(2)
+      >>> _, state = tx.update(jnp.array([0.5, -1.0]), tx.init(params), params)
+      >>> groups = [dict(lr=0.01, alpha=0.99, momentum=0.9, params=[0])]
+      >>> state_dict = interop.to_torch(state, tx, params, param_groups=groups)
+      >>> state_dict["state"][0]["square_avg"]  # (1 - alpha) * g**2
+      tensor([0.0025, 0.0100])
+      >>> optimizer = torch.optim.RMSprop([torch.nn.Parameter(torch.ones(2))], lr=0.01,
+      ...                                 momentum=0.9)
+      >>> optimizer.load_state_dict(state_dict)
     """
     import torch
 
@@ -709,6 +734,23 @@ def torch_schedules(
       One dict per parameter group with ``"lr"``, and ``"momentum"`` for a ``OneCycleLR``
       with ``cycle_momentum=True``: keyword arguments for
       :func:`optax_rmsprop.presets.torch`.
+
+    Raises:
+      TypeError: ``optimizer_state_dict`` is not an optimizer or its state_dict.
+      ValueError: ``steps_per_scheduler_step`` not a whole number >= 1; a scheduler of
+        another class than those above (named), or a ``SequentialLR`` inside a
+        ``SequentialLR``; a scheduler with another number of groups than the optimizer;
+        a scheduler position that does not fit the step count.
+
+    Examples:
+      >>> import torch
+      >>> from optax_rmsprop import interop, presets
+      >>> optimizer = torch.optim.RMSprop([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+      >>> scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=10, gamma=0.5)
+      >>> [schedules] = interop.torch_schedules(scheduler, optimizer)
+      >>> print(f"{schedules['lr'](25):.4f}")  # 0.1 * 0.5 ** (25 // 10)
+      0.0250
+      >>> tx = presets.torch(**schedules)
     """
     every = 1 if steps_per_scheduler_step is None else steps_per_scheduler_step
     if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
