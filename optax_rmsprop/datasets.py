@@ -111,7 +111,16 @@ def load_airfoil(
 class AirfoilRegression(NamedTuple):
     """The starting ``params`` (float32 ``w`` of shape (5, 1) and ``b`` of shape (1,)) and
     the minibatches of every epoch in the order they are used: ``batches_x`` of shape
-    (steps, batch_size, 5) and ``batches_y`` of shape (steps, batch_size)."""
+    (steps, batch_size, 5) and ``batches_y`` of shape (steps, batch_size).
+
+    Examples:
+      >>> from optax_rmsprop import datasets
+      >>> problem = datasets.airfoil_regression(seed=0, epochs=1)
+      >>> problem._fields
+      ('params', 'batches_x', 'batches_y')
+      >>> len(problem.batches_x) == len(problem.batches_y) == 1500 // 10
+      True
+    """
 
     params: dict[str, np.ndarray]
     batches_x: np.ndarray
@@ -133,9 +142,15 @@ def airfoil_regression(
     draws it; :func:`load_airfoil`'s rows in minibatches of ``batch_size``, reshuffled every
     epoch. Train on :func:`airfoil_loss`.
 
-    >>> problem = airfoil_regression(seed=0)
-    >>> problem.params["w"].shape, problem.batches_x.shape
-    ((5, 1), (300, 10, 5))
+    Raises:
+      ValueError: ``bias`` is neither ``"zero"`` nor ``"torch"``.
+      FileNotFoundError: as :func:`load_airfoil`.
+
+    Examples:
+      >>> from optax_rmsprop import datasets
+      >>> problem = datasets.airfoil_regression(seed=0)
+      >>> problem.params["w"].shape, problem.batches_x.shape  # 2 epochs of 1500 rows
+      ((5, 1), (300, 10, 5))
     """
     if bias not in ("zero", "torch"):
         raise ValueError(f"bias must be 'zero' or 'torch'; got {bias!r}.")
@@ -155,7 +170,16 @@ def airfoil_regression(
 
 
 def airfoil_loss(params: dict[str, Any], x: Any, y: Any) -> Any:
-    """d2l's ``squared_loss`` averaged over the rows: mean (x·w + b − y)²/2 (NumPy or JAX)."""
+    """d2l's ``squared_loss`` averaged over the rows: mean (x·w + b − y)²/2 (NumPy or JAX).
+
+    Examples:
+      >>> import numpy as np
+      >>> from optax_rmsprop import datasets
+      >>> zero = {"w": np.zeros((5, 1)), "b": np.zeros(1)}
+      >>> x, y = np.ones((2, 5)), np.array([1.0, 3.0])
+      >>> float(datasets.airfoil_loss(zero, x, y))  # (1 + 9) / 2 / 2
+      2.5
+    """
     return ((x @ params["w"] + params["b"] - y[:, None]) ** 2 / 2).mean()
 
 
@@ -194,10 +218,11 @@ def download_fashion_mnist(folder: str | os.PathLike[str]) -> pathlib.Path:
     Every file, downloaded or kept, is then read as :func:`load_fashion_mnist` reads it.
 
     Raises:
-      urllib.error.URLError: a file could not be downloaded (``HTTPError`` included).
+      OSError: a file could not be downloaded (``urllib.error.URLError``, ``HTTPError``
+        included).
       ValueError: a file is not a Fashion-MNIST IDX file, or holds another number of
         images or labels than the full set's.
-      EOFError, gzip.BadGzipFile: a file is truncated, or not gzip.
+      EOFError, OSError: a file is truncated, or not gzip (``gzip.BadGzipFile``).
 
     Examples:
       Kept files that are not the full set (here the package's copy of the first
@@ -238,7 +263,7 @@ def load_fashion_mnist(
         ``subset=True`` are given; a file is not a Fashion-MNIST IDX file, or (full set)
         holds another number of images or labels than 60 000 or 10 000.
       FileNotFoundError: as :func:`find_fashion_mnist`, for the full set.
-      EOFError, gzip.BadGzipFile: a file is truncated, or not gzip.
+      EOFError, OSError: a file is truncated, or not gzip (``gzip.BadGzipFile``).
 
     Examples:
       >>> from optax_rmsprop.datasets import load_fashion_mnist
