@@ -61,22 +61,14 @@ import optax
 from machine import RESULTS, draw, machine_info, machine_line, write_json
 from step import jitted_step, xla_cost
 from timing import Runner, calls_for, interleave, stepper
-from variants import VARIANTS, transformations
+from variants import SUITE, VARIANTS, transformations
 from workloads import WORKLOADS, Shapes, make_tree, n_params
 
 import optax_rmsprop
 
 HYPER = {"decay": 0.9, "eps": 1e-8}
 LEARNING_RATE = 1e-3
-SUITE_VARIANTS = (
-    "plain",
-    "momentum",
-    "centered+momentum",
-    "int8",
-    "bf16",
-    "int8+momentum",
-    "int8+centered+momentum",
-)
+SUITE_VARIANTS = SUITE
 TORCH_VARIANTS = ("plain", "momentum", "centered+momentum")  # torch has no narrower state
 TWIN = {"ours": "ours 2", "optax": "optax 2"}  # each step's second compiled copy
 FLOAT32_STATE = ("plain", "momentum", "centered+momentum")  # where ours must match optax

@@ -36,6 +36,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 # our options optax.rmsprop lacks: its reference is float32 state
 STATE_ONLY = ("nu_dtype", "mu_dtype")
+# the variants run.py times and tests/test_cost.py compiles, in the tables' order
+SUITE = (
+    "plain",
+    "momentum",
+    "centered+momentum",
+    "int8",
+    "bf16",
+    "int8+momentum",
+    "int8+centered+momentum",
+)
 
 
 def transformations(

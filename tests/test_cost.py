@@ -42,15 +42,7 @@ from benchmarks import machine, step, variants, workloads
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
-VARIANTS = (  # benchmarks/run.py's
-    "plain",
-    "momentum",
-    "centered+momentum",
-    "int8",
-    "bf16",
-    "int8+momentum",
-    "int8+centered+momentum",
-)
+VARIANTS = variants.SUITE
 # each 8-bit variant and the float32 state with the same buffers
 EIGHT_BIT = {
     "int8": "plain",
