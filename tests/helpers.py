@@ -518,16 +518,37 @@ class LeastSquares(NamedTuple):
         return xp.einsum("snd,sn->sd", a, residual) / a.shape[1]
 
 
-def least_squares(seeds: int = 16, n: int = 64, d: int = 16) -> LeastSquares:
-    """Columns scaled over e^±2, each coordinate of x₀ 3 to 5 away from the minimum."""
+def least_squares(seeds: int = 16, n: int = 64, d: int = 16, spread: float = 1.0) -> LeastSquares:
+    """Columns scaled by e^(spread·N(0, 1)), over e^±2·spread; each coordinate of x₀ 3 to 5
+    away from the minimum. The same draws, in the same order, whatever ``spread``."""
     rng = np.random.default_rng(0)
-    a = rng.normal(size=(seeds, n, d)) * np.exp(rng.normal(size=(seeds, 1, d)))
+    a = rng.normal(size=(seeds, n, d)) * np.exp(spread * rng.normal(size=(seeds, 1, d)))
     b = rng.normal(size=(seeds, n))
     minimum = np.stack(
         [np.linalg.lstsq(a_, b_, rcond=None)[0] for a_, b_ in zip(a, b, strict=True)]
     )
     x0 = minimum + rng.choice([-1, 1], size=(seeds, d)) * rng.uniform(3, 5, size=(seeds, d))
     return LeastSquares(a, b, x0)
+
+
+def distances(path: Any, exact: Any) -> np.ndarray:
+    """Per problem, how far a trajectory θ₀ … θ_T strays from the exact one:
+    ``max_t |θ_t − θ*_t|∞ / max_t |θ*_t|∞``.
+
+    Each of ``path`` and ``exact`` is a (T + 1, S, d) array, S problems side by side, or a
+    tree of (T + 1, ...) leaves, one problem (S = 1); real or complex.
+    """
+
+    def by_problem(path: Any) -> np.ndarray:  # (T + 1, S, d), in float64 or complex128
+        if isinstance(path, np.ndarray) and path.ndim == 3:
+            leaves = [path]
+        else:
+            leaves = [np.reshape(x, (np.shape(x)[0], 1, -1)) for x in jax.tree.leaves(path)]
+        joined = np.concatenate([np.asarray(x) for x in leaves], axis=2)
+        return joined.astype(np.result_type(joined.dtype, np.float64))
+
+    path, exact = by_problem(path), by_problem(exact)
+    return np.max(np.abs(path - exact), axis=(0, 2)) / np.max(np.abs(exact), axis=(0, 2))
 
 
 def dense_problem(sign: float = 1.0, seed: int = 0) -> tuple[Any, Callable[[Any], Any]]:

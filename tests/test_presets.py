@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import complex_problem, dense_problem, timm_optim
+from helpers import complex_problem, dense_problem, distances, least_squares, timm_optim
 
 from optax_rmsprop import presets, rmsprop
 
@@ -59,20 +59,6 @@ CONTROL_RATIO = 1000.0
 
 # ---------------------------------------------------------------------------
 # The problems, and the frameworks' runs.
-
-
-@functools.cache
-def _problem(seeds: int = SEEDS, n: int = 32, d: int = 8):
-    """Least squares ½|A x − b|²/n, one problem per row, columns scaled over e^±1, starting
-    3 to 5 from the minimum in every coordinate (``STEPS`` steps do not reach it)."""
-    rng = np.random.default_rng(0)
-    a = rng.normal(size=(seeds, n, d)) * np.exp(0.5 * rng.normal(size=(seeds, 1, d)))
-    b = rng.normal(size=(seeds, n))
-    minimum = np.stack(
-        [np.linalg.lstsq(a_, b_, rcond=None)[0] for a_, b_ in zip(a, b, strict=True)]
-    )
-    x0 = minimum + rng.choice([-1, 1], size=(seeds, d)) * rng.uniform(3, 5, size=(seeds, d))
-    return a.astype(np.float32), b.astype(np.float32), x0.astype(np.float32)
 
 
 def _load_runner():
@@ -151,7 +137,9 @@ class Case:
 def _trajectories(cases: list[Case]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(gradients, parameter path) of each case, the cases of one place run together."""
     venv, process = PLACE[cases[0].framework]
-    a, b, x0 = _problem()
+    # one problem per row, columns scaled over e^±1, x₀ 3 to 5 from the minimum in every
+    # coordinate (``STEPS`` steps do not reach it), in float32 as the frameworks take it
+    a, b, x0 = (x.astype(np.float32) for x in least_squares(SEEDS, 32, 8, spread=0.5))
     specs = [c.spec() for c in cases]
     if venv is None:
         out = _load_runner().trajectories(a, b, x0, specs)
@@ -185,29 +173,14 @@ def _feed(tx: optax.GradientTransformation, x0, grads, wide: bool = False):
     return jax.tree.map(lambda a, b: np.asarray(jnp.concatenate([a[None], b])), x0, xs)
 
 
-def _by_problem(path) -> np.ndarray:
-    """(T + 1, S, n): a case's leaves side by side; S = 1 for a pytree of other shapes."""
-    if isinstance(path, np.ndarray) and path.ndim == 3:
-        return path
-    leaves = jax.tree.leaves(path)
-    return np.concatenate([np.reshape(v, (v.shape[0], 1, -1)) for v in leaves], axis=2)
-
-
-def _median_distance(path, exact) -> float:
-    """Median over problems of max_t |θ_t − θ*_t|∞ / max_t |θ*_t|∞."""
-    path, exact = _by_problem(path), _by_problem(exact)
-    path, exact = path.astype(np.complex128), exact.astype(np.complex128)
-    d = np.max(np.abs(path - exact), axis=(0, 2)) / np.max(np.abs(exact), axis=(0, 2))
-    return float(np.median(d))
-
-
 def _ratio(make_tx, grads, theirs) -> tuple[float, float, float]:
     """(their distance / our distance, ours, theirs) to the exact path of ``make_tx()``."""
     x0 = jax.tree.map(lambda v: v[0], theirs)
     ours = _feed(make_tx(), x0, grads)
     with jax.enable_x64(True):
         exact = _feed(make_tx(), x0, grads, wide=True)
-    d_ours, d_theirs = _median_distance(ours, exact), _median_distance(theirs, exact)
+    d_ours = float(np.median(distances(ours, exact)))  # the median over the problems
+    d_theirs = float(np.median(distances(theirs, exact)))
     return d_theirs / d_ours, d_ours, d_theirs
 
 
@@ -682,7 +655,7 @@ def _closed_loop(make_tx, scale, steps):
 
 
 def _closed_loop_distance(make_tx, theirs, scale, steps) -> float:
-    return _median_distance(_closed_loop(make_tx, scale, steps), theirs)
+    return float(np.median(distances(_closed_loop(make_tx, scale, steps), theirs)))
 
 
 # A closed loop feeds each step's rounding back through the problem. Measured over these
