@@ -323,6 +323,11 @@ def run_jitted(
     return jax.jit(run, static_argnums=0, static_argnames="apply")(tx, params, grads, **kwargs)
 
 
+def jitted(variant: Any) -> bool:
+    """Whether a ``chex.variants`` test (``self.variant``) runs under ``jax.jit`` now."""
+    return variant.type is chex.ChexVariantType.WITH_JIT
+
+
 # ---------------------------------------------------------------------------
 # Comparing trees.
 

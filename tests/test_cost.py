@@ -32,10 +32,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
+from helpers import jitted
 
 import optax_rmsprop
 from benchmarks import machine, step, variants, workloads
@@ -270,19 +273,19 @@ MOMENTUM_RULES = {  # rmsprop's arguments; whether the update is the new momentu
 }
 
 
-@pytest.mark.parametrize("kwargs, shared", MOMENTUM_RULES.values(), ids=MOMENTUM_RULES.keys())
-@pytest.mark.parametrize("mode", ["eager", "jit"])
-def test_the_update_is_the_momentum_array_where_the_rule_makes_them_equal(kwargs, shared, mode):
-    """Under optax's rule ``u = b``: one array in the update and the state, so an eager
-    step allocates no copy of a parameter-sized buffer (the 16M-leaf eager momentum
-    step: 4 fresh buffers before, 3 now). Elsewhere they differ, and are two arrays."""
-    tx = optax_rmsprop.rmsprop(0.1, **kwargs)
-    update = jax.jit(tx.update) if mode == "jit" else tx.update
-    params = {"w": jnp.ones((8, 4)), "b": jnp.full(4, 2.0)}
-    grads = jax.tree.map(lambda p: 0.5 * p, params)
-    updates, state = update(grads, tx.init(params), params)
-    for u, b in zip(jax.tree.leaves(updates), jax.tree.leaves(state.momentum), strict=True):
-        if mode == "eager":
-            assert (u is b) == shared
-        if shared:
-            np.testing.assert_array_equal(u, b)
+class MomentumArrayTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters((name, *rule) for name, rule in MOMENTUM_RULES.items())
+    def test_the_update_is_the_momentum_array_where_the_rule_makes_them_equal(self, kwargs, shared):
+        """Under optax's rule ``u = b``: one array in the update and the state, so an eager
+        step allocates no copy of a parameter-sized buffer (the 16M-leaf eager momentum
+        step: 4 fresh buffers before, 3 now). Elsewhere they differ, and are two arrays."""
+        tx = optax_rmsprop.rmsprop(0.1, **kwargs)
+        params = {"w": jnp.ones((8, 4)), "b": jnp.full(4, 2.0)}
+        grads = jax.tree.map(lambda p: 0.5 * p, params)
+        updates, state = self.variant(tx.update)(grads, tx.init(params), params)
+        for u, b in zip(jax.tree.leaves(updates), jax.tree.leaves(state.momentum), strict=True):
+            if not jitted(self.variant):
+                assert (u is b) == shared
+            if shared:
+                np.testing.assert_array_equal(u, b)

@@ -29,6 +29,7 @@ from absl.testing import parameterized
 from helpers import (
     assert_trees_close,
     fixed,
+    jitted,
     make_tree,
     oracle,
     preset_makers,
@@ -120,8 +121,13 @@ REPRESENTATIVE = [
 
 
 def cases(*pairs: tuple[str, ...]) -> list[Any]:
-    """``pytest.param``s with ids such as ``rmsprop-plain-eager``."""
+    """``pytest.param``s with ids such as ``rmsprop-plain-float32``."""
     return [pytest.param(*pair, id="-".join(pair)) for pair in pairs]
+
+
+def named(names: Any) -> list[tuple[str, str]]:
+    """``parameterized.named_parameters`` for a test of one argument, each name its own."""
+    return [(name, name) for name in names]
 
 
 # float32 rounding: another compilation may fuse and round differently
@@ -227,49 +233,72 @@ def inject(name: str) -> tuple[Callable, dict, dict, optax.GradientTransformatio
     return factory, values, new_values, injected(**values)
 
 
-@pytest.mark.parametrize("name", INJECTABLE)
-def test_inject_hyperparams_eager_and_jit_equal_the_plain_transformation(name):
-    factory, values, _, tx = inject(name)
-    plain = factory(**values)
-    params = make_params()
-    grads_seq = [make_grads(i, params) for i in range(3)]
-    expected = run(plain, params, grads_seq).params[-1]
-    assert_close(run(tx, params, grads_seq).params[-1], expected)
-    assert_close(run_jitted(tx, params, grads_seq).params[-1], expected)
+class InjectHyperparamsTest(chex.TestCase):
+    """``optax.inject_hyperparams`` around the rule and the presets, each test with and
+    without ``jax.jit``."""
 
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(named(INJECTABLE))
+    def test_inject_hyperparams_equals_the_plain_transformation(self, name):
+        factory, values, _, tx = inject(name)
+        plain = factory(**values)
+        params = make_params()
+        grads_seq = [make_grads(i, params) for i in range(3)]
+        expected = run(plain, params, grads_seq).params[-1]
+        injected = self.variant(run, static_argnums=0, static_argnames="apply")
+        assert_close(injected(tx, params, grads_seq).params[-1], expected)
 
-@pytest.mark.parametrize("mode", ["eager", "jit"])
-@pytest.mark.parametrize("name", INJECTABLE)
-def test_changing_injected_hyperparams_changes_the_update_without_recompiling(name, mode):
-    factory, _, new_values, tx = inject(name)
-    traces = []
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(named(INJECTABLE))
+    def test_changing_injected_hyperparams_changes_the_update_without_recompiling(self, name):
+        factory, _, new_values, tx = inject(name)
+        traces = []
 
-    def update(grads, state, params):
-        traces.append(None)
-        return tx.update(grads, state, params)
+        def update(grads, state, params):
+            traces.append(None)
+            return tx.update(grads, state, params)
 
-    update = jax.jit(update) if mode == "jit" else update
-    params = make_params()
-    state = tx.init(params)
-    _, state = update(make_grads(0, params), state, params)  # compiles, if it does
-    _, state = update(make_grads(1, params), state, params)  # state made by update
-    grads = make_grads(2, params)
-    eager_size = core._jitted_step._cache_size()
-    with count_compilations() as compiled:
-        old, _ = update(grads, state, params)
-        for key, value in new_values.items():  # as optax's docs change them
-            state.hyperparams[key] = jnp.asarray(value, state.hyperparams[key].dtype)
-        new, new_state = update(grads, state, params)
-        jax.block_until_ready(new)
-    assert compiled == []
-    assert core._jitted_step._cache_size() == eager_size
-    if mode == "jit":
-        assert len(traces) == 1
-    expected, _ = factory(**state.hyperparams).update(grads, state.inner_state, params)
-    assert_close(new, expected)
-    assert_trees_differ(new, old)
-    for key, value in new_values.items():
-        np.testing.assert_allclose(new_state.hyperparams[key], value, rtol=1e-6)
+        update = self.variant(update)
+        params = make_params()
+        state = tx.init(params)
+        _, state = update(make_grads(0, params), state, params)  # compiles, if it does
+        _, state = update(make_grads(1, params), state, params)  # state made by update
+        grads = make_grads(2, params)
+        eager_size = core._jitted_step._cache_size()
+        with count_compilations() as compiled:
+            old, _ = update(grads, state, params)
+            for key, value in new_values.items():  # as optax's docs change them
+                state.hyperparams[key] = jnp.asarray(value, state.hyperparams[key].dtype)
+            new, new_state = update(grads, state, params)
+            jax.block_until_ready(new)
+        assert compiled == []
+        assert core._jitted_step._cache_size() == eager_size
+        if jitted(self.variant):
+            assert len(traces) == 1
+        expected, _ = factory(**state.hyperparams).update(grads, state.inner_state, params)
+        assert_close(new, expected)
+        assert_trees_differ(new, old)
+        for key, value in new_values.items():
+            np.testing.assert_allclose(new_state.hyperparams[key], value, rtol=1e-6)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(
+        ("bfloat16", jnp.bfloat16), ("float16", jnp.float16), ("complex64", jnp.complex64)
+    )
+    def test_inject_hyperparams_with_narrow_or_complex_params(self, dtype):
+        """optax.inject_hyperparams casts numbers to the params' dtype: bfloat16 was refused
+        ("decay must be real"), and so was complex64 with no imaginary part. The result is
+        the plain transformation's with those cast values."""
+        params = jnp.linspace(0.5, 1.5, 6).astype(dtype)
+        grads = jnp.linspace(-1.0, 2.0, 6).astype(dtype)
+        injected = optax.inject_hyperparams(optax_rmsprop.rmsprop)(0.1, decay=0.9, momentum=0.5)
+        state = injected.init(params)
+        cast = {k: jnp.real(v) for k, v in state.hyperparams.items()}
+        plain = optax_rmsprop.rmsprop(**cast)
+        got, _ = self.variant(injected.update)(grads, state, params)
+        want, _ = plain.update(grads, plain.init(params), params)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
 # PyTorch and MXNet have weight decay on by default (a 0 that inject_hyperparams traces);
@@ -316,37 +345,35 @@ def test_inject_hyperparams_rmsprop_equals_optax_under_jit_without_params():
 # optax.MultiSteps
 
 
-@pytest.mark.parametrize(
-    ("name", "mode"),
-    cases(
-        ("rmsprop-plain", "eager"),
-        ("rmsprop-everything", "jit"),
-        ("preset-torch", "jit"),
-        ("preset-keras", "jit"),
-    ),
-)
-def test_multi_steps_equals_manual_accumulation(name, mode):
-    k = 3
-    multi = optax.MultiSteps(TRANSFORMS[name](), every_k_schedule=k)
-    inner = TRANSFORMS[name]()
-    params = make_params()
-    multi_update = jax.jit(multi.update) if mode == "jit" else multi.update
-    multi_state, inner_state = multi.init(params), inner.init(params)
-    accumulated = []
-    for i in range(2 * k):
-        grads = make_grads(i, params)
-        updates, multi_state = multi_update(grads, multi_state, params)
-        accumulated.append(grads)
-        if len(accumulated) == k:
-            mean = jax.tree.map(lambda *gs: sum(gs) / k, *accumulated)
-            expected, inner_state = inner.update(mean, inner_state, params)
-            accumulated = []
-            assert_trees_differ(updates, jax.tree.map(jnp.zeros_like, updates))
-        else:
-            expected = jax.tree.map(jnp.zeros_like, grads)
-        assert_close(updates, expected, rtol=1e-5, atol=1e-7)
-        params = optax.apply_updates(params, updates)
-    assert_close(multi_state.inner_opt_state, inner_state, rtol=1e-5, atol=1e-7)
+class MultiStepsTest(chex.TestCase):
+    """``optax.MultiSteps`` around the rule and the presets, with and without ``jax.jit``."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(
+        named(["rmsprop-plain", "rmsprop-everything", "preset-torch", "preset-keras"])
+    )
+    def test_multi_steps_equals_manual_accumulation(self, name):
+        k = 3
+        multi = optax.MultiSteps(TRANSFORMS[name](), every_k_schedule=k)
+        inner = TRANSFORMS[name]()
+        params = make_params()
+        multi_update = self.variant(multi.update)
+        multi_state, inner_state = multi.init(params), inner.init(params)
+        accumulated = []
+        for i in range(2 * k):
+            grads = make_grads(i, params)
+            updates, multi_state = multi_update(grads, multi_state, params)
+            accumulated.append(grads)
+            if len(accumulated) == k:
+                mean = jax.tree.map(lambda *gs: sum(gs) / k, *accumulated)
+                expected, inner_state = inner.update(mean, inner_state, params)
+                accumulated = []
+                assert_trees_differ(updates, jax.tree.map(jnp.zeros_like, updates))
+            else:
+                expected = jax.tree.map(jnp.zeros_like, grads)
+            assert_close(updates, expected, rtol=1e-5, atol=1e-7)
+            params = optax.apply_updates(params, updates)
+        assert_close(multi_state.inner_opt_state, inner_state, rtol=1e-5, atol=1e-7)
 
 
 # ---------------------------------------------------------------------------
@@ -364,22 +391,18 @@ def clipped_by_global_norm(tree, max_norm):
 # Extra arguments
 
 
-@pytest.mark.parametrize(
-    ("name", "mode"),
-    cases(
-        *((name, "eager") for name in TRANSFORMS),
-        *((name, "jit") for name in REPRESENTATIVE),
-    ),
-)
-def test_update_accepts_and_ignores_extra_args(name, mode):
-    tx = TRANSFORMS[name]()
-    params = make_params()
-    grads = make_grads(0, params)
-    state = tx.init(params)
-    with_extra = functools.partial(tx.update, some_extra=1, loss=jnp.float32(2.5))
-    if mode == "jit":
-        with_extra = jax.jit(with_extra)
-    assert_close(with_extra(grads, state, params), tx.update(grads, state, params))
+class ExtraArgsTest(chex.TestCase):
+    """Extra keyword arguments to ``update``, with and without ``jax.jit``."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(named(TRANSFORMS))
+    def test_update_accepts_and_ignores_extra_args(self, name):
+        tx = TRANSFORMS[name]()
+        params = make_params()
+        grads = make_grads(0, params)
+        state = tx.init(params)
+        with_extra = self.variant(functools.partial(tx.update, some_extra=1, loss=jnp.float32(2.5)))
+        assert_close(with_extra(grads, state, params), tx.update(grads, state, params))
 
 
 def scale_by_loss_scale() -> optax.GradientTransformationExtraArgs:
@@ -650,78 +673,59 @@ def test_vmap_over_hyperparameters_equals_separate_runs(name):
 # optax.apply_if_finite and optax.masked
 
 
-@pytest.mark.parametrize(
-    ("name", "mode"),
-    cases(("rmsprop-plain", "eager"), ("rmsprop-everything", "jit"), ("preset-torch", "jit")),
-)
-def test_apply_if_finite_skips_non_finite_steps(name, mode):
-    tx = optax.apply_if_finite(TRANSFORMS[name](), max_consecutive_errors=3)
-    plain = TRANSFORMS[name]()
-    update = jax.jit(tx.update) if mode == "jit" else tx.update
-    params = make_params()
-    state, plain_state = tx.init(params), plain.init(params)
+class WrappersTest(chex.TestCase):
+    """``optax.apply_if_finite`` and ``optax.masked`` around the rule and the presets, each
+    test with and without ``jax.jit``."""
 
-    grads = make_grads(0, params)
-    updates, state = update(grads, state, params)
-    expected, plain_state = plain.update(grads, plain_state, params)
-    assert_close(updates, expected)
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(named(["rmsprop-plain", "rmsprop-everything", "preset-torch"]))
+    def test_apply_if_finite_skips_non_finite_steps(self, name):
+        tx = optax.apply_if_finite(TRANSFORMS[name](), max_consecutive_errors=3)
+        plain = TRANSFORMS[name]()
+        update = self.variant(tx.update)
+        params = make_params()
+        state, plain_state = tx.init(params), plain.init(params)
 
-    bad = jax.tree.map(lambda g: g.at[(0,) * g.ndim].set(jnp.nan), make_grads(1, params))
-    updates, bad_state = update(bad, state, params)
-    assert all(not np.any(u) for u in jax.tree.leaves(updates))
-    assert_close(bad_state.inner_state, state.inner_state)
-    assert int(bad_state.notfinite_count) == 1
-
-    grads = make_grads(2, params)
-    updates, _ = update(grads, bad_state, params)
-    expected, _ = plain.update(grads, plain_state, params)
-    assert_close(updates, expected)
-
-
-@pytest.mark.parametrize(
-    ("name", "mode"),
-    cases(("rmsprop-plain", "eager"), ("rmsprop-everything", "jit"), ("preset-keras", "jit")),
-)
-def test_masked_updates_only_the_masked_leaves(name, mode):
-    params = {**make_params(), "step": jnp.array(7, jnp.int32)}  # an int leaf rmsprop rejects
-    mask = {"dense": {"w": True, "b": False}, "scale": True, "z": False, "step": False}
-    make = TRANSFORMS[name]
-    with pytest.raises(TypeError, match="dtype int32"):
-        make().init(params)
-    tx = optax.masked(make(), mask)
-    update = jax.jit(tx.update) if mode == "jit" else tx.update
-    grads = {
-        "dense": make_grads(0, params["dense"]),
-        "scale": make_grads(1, params["scale"]),
-        "z": make_grads(2, params["z"]),
-        "step": jnp.array(0, jnp.int32),
-    }
-    selected = {"w": params["dense"]["w"], "scale": params["scale"]}
-    selected_grads = {"w": grads["dense"]["w"], "scale": grads["scale"]}
-    inner = make()
-    state, inner_state = tx.init(params), inner.init(selected)
-    for _ in range(2):
+        grads = make_grads(0, params)
         updates, state = update(grads, state, params)
-        expected, inner_state = inner.update(selected_grads, inner_state, selected)
-        assert_close(updates["dense"]["w"], expected["w"])
-        assert_close(updates["scale"], expected["scale"])
-        assert_close(updates["dense"]["b"], grads["dense"]["b"])  # passed through
-        assert int(updates["step"]) == 0
+        expected, plain_state = plain.update(grads, plain_state, params)
+        assert_close(updates, expected)
 
+        bad = jax.tree.map(lambda g: g.at[(0,) * g.ndim].set(jnp.nan), make_grads(1, params))
+        updates, bad_state = update(bad, state, params)
+        assert all(not np.any(u) for u in jax.tree.leaves(updates))
+        assert_close(bad_state.inner_state, state.inner_state)
+        assert int(bad_state.notfinite_count) == 1
 
-@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.complex64])
-def test_inject_hyperparams_with_narrow_or_complex_params(dtype):
-    """optax.inject_hyperparams casts numbers to the params' dtype: bfloat16 was refused
-    ("decay must be real"), and so was complex64 with no imaginary part. The result is
-    the plain transformation's with those cast values."""
-    params = jnp.linspace(0.5, 1.5, 6).astype(dtype)
-    grads = jnp.linspace(-1.0, 2.0, 6).astype(dtype)
-    injected = optax.inject_hyperparams(optax_rmsprop.rmsprop)(0.1, decay=0.9, momentum=0.5)
-    state = injected.init(params)
-    cast = {k: jnp.real(v) for k, v in state.hyperparams.items()}
-    plain = optax_rmsprop.rmsprop(**cast)
-    for update in (injected.update, jax.jit(injected.update)):
-        got, _ = update(grads, state, params)
-        want, _ = plain.update(grads, plain.init(params), params)
-        assert got.dtype == dtype
-        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+        grads = make_grads(2, params)
+        updates, _ = update(grads, bad_state, params)
+        expected, _ = plain.update(grads, plain_state, params)
+        assert_close(updates, expected)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(named(["rmsprop-plain", "rmsprop-everything", "preset-keras"]))
+    def test_masked_updates_only_the_masked_leaves(self, name):
+        params = {**make_params(), "step": jnp.array(7, jnp.int32)}  # an int leaf rmsprop rejects
+        mask = {"dense": {"w": True, "b": False}, "scale": True, "z": False, "step": False}
+        make = TRANSFORMS[name]
+        with pytest.raises(TypeError, match="dtype int32"):
+            make().init(params)
+        tx = optax.masked(make(), mask)
+        update = self.variant(tx.update)
+        grads = {
+            "dense": make_grads(0, params["dense"]),
+            "scale": make_grads(1, params["scale"]),
+            "z": make_grads(2, params["z"]),
+            "step": jnp.array(0, jnp.int32),
+        }
+        selected = {"w": params["dense"]["w"], "scale": params["scale"]}
+        selected_grads = {"w": grads["dense"]["w"], "scale": grads["scale"]}
+        inner = make()
+        state, inner_state = tx.init(params), inner.init(selected)
+        for _ in range(2):
+            updates, state = update(grads, state, params)
+            expected, inner_state = inner.update(selected_grads, inner_state, selected)
+            assert_close(updates["dense"]["w"], expected["w"])
+            assert_close(updates["scale"], expected["scale"])
+            assert_close(updates["dense"]["b"], grads["dense"]["b"])  # passed through
+            assert int(updates["step"]) == 0
