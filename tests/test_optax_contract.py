@@ -191,36 +191,23 @@ def test_jit_equals_eager_and_the_train_step_compiles_once(name):
 # ---------------------------------------------------------------------------
 # optax.inject_hyperparams
 
-INJECTABLE = {  # factory, the injected hyperparameters, and new values for them
-    "rmsprop": (
-        optax_rmsprop.rmsprop,
-        {"learning_rate": 0.1, "momentum": 0.9},
-        {"learning_rate": 0.02, "momentum": 0.5},
-    ),
+INJECTABLE = {  # factory, the names of its learning rate and of one more hyperparameter
+    "rmsprop": (optax_rmsprop.rmsprop, "learning_rate", "momentum"),
     "rmsprop-centered-decay": (
         functools.partial(optax_rmsprop.rmsprop, centered=True),
-        {"learning_rate": 0.1, "decay": 0.9},
-        {"learning_rate": 0.02, "decay": 0.5},
+        "learning_rate",
+        "decay",
     ),
-    "preset-torch": (presets.torch, {"lr": 0.1, "momentum": 0.9}, {"lr": 0.02, "momentum": 0.5}),
-    "preset-keras": (
-        presets.keras,
-        {"learning_rate": 0.1, "rho": 0.9},
-        {"learning_rate": 0.02, "rho": 0.5},
-    ),
-    "preset-tf1": (presets.tf1, {"learning_rate": 0.1}, {"learning_rate": 0.02}),
-    "preset-timm": (
-        functools.partial(presets.timm, momentum=0.9, caution=True),
-        {"lr": 0.1, "alpha": 0.9},
-        {"lr": 0.02, "alpha": 0.5},
-    ),
-    "preset-d2l": (presets.d2l, {"lr": 0.1, "gamma": 0.9}, {"lr": 0.02, "gamma": 0.5}),
-    "preset-gluon": (
-        presets.gluon,
-        {"learning_rate": 0.1, "gamma1": 0.9},
-        {"learning_rate": 0.02, "gamma1": 0.5},
-    ),
+    "preset-torch": (presets.torch, "lr", "momentum"),
+    "preset-keras": (presets.keras, "learning_rate", "rho"),
+    "preset-tf1": (presets.tf1, "learning_rate"),
+    "preset-timm": (functools.partial(presets.timm, momentum=0.9, caution=True), "lr", "alpha"),
+    "preset-d2l": (presets.d2l, "lr", "gamma"),
+    "preset-gluon": (presets.gluon, "learning_rate", "gamma1"),
 }
+# The values injected, then the new ones: the learning rate's, then the other's.
+VALUES, NEW_VALUES = (0.1, 0.9), (0.02, 0.5)
+
 # Numbers that decide the structure of the transformation rather than its
 # arithmetic: inject_hyperparams must leave them as they are.
 STATIC_ARGS = {"preset-gluon": ("rescale_grad", "clip_gradient", "clip_weights")}
@@ -228,7 +215,9 @@ STATIC_ARGS = {"preset-gluon": ("rescale_grad", "clip_gradient", "clip_weights")
 
 def inject(name: str) -> tuple[Callable, dict, dict, optax.GradientTransformation]:
     """The factory, its values, new values, and the injected transformation."""
-    factory, values, new_values = INJECTABLE[name]
+    factory, *names = INJECTABLE[name]
+    values = dict(zip(names, VALUES, strict=False))
+    new_values = dict(zip(names, NEW_VALUES, strict=False))
     injected = optax.inject_hyperparams(factory, static_args=STATIC_ARGS.get(name, ()))
     return factory, values, new_values, injected(**values)
 
