@@ -195,34 +195,10 @@ def test_benchmark_plots_are_included(site):
 def test_a_failing_cell_fails_the_build(tmp_path):
     """A page like the guides (a MyST notebook) whose assert fails, built with the docs'
     execution settings and ``-W``: the build fails and names the error."""
-    settings = {
-        name: value
-        for name, value in _conf_values().items()
-        if name.startswith("nb_") or name in ("source_suffix", "nitpicky")
-    }
-    (tmp_path / "conf.py").write_text(
-        'extensions = ["myst_nb"]\n'
-        + "".join(f"{name} = {value!r}\n" for name, value in settings.items())
-    )
-    (tmp_path / "index.md").write_text(
-        textwrap.dedent(
-            """\
-            ---
-            file_format: mystnb
-            kernelspec:
-              name: python3
-              display_name: Python 3
-              language: python
-            ---
-
-            # A guide
-
-            ```{code-cell} ipython3
-            import optax_rmsprop
-            assert optax_rmsprop.rmsprop(0.1) is None, "this guide's claim is wrong"
-            ```
-            """
-        )
+    _guide_project(
+        tmp_path,
+        "import optax_rmsprop\n"
+        'assert optax_rmsprop.rmsprop(0.1) is None, "this guide\'s claim is wrong"',
     )
     done = _sphinx("-W", "--keep-going", "-q", str(tmp_path), str(tmp_path / "_build"), timeout=300)
     assert done.returncode != 0
@@ -233,38 +209,13 @@ def test_a_rebuild_executes_a_page_that_failed_before(tmp_path):
     """Built with the docs' extensions for re-reading and execution: a page that failed for
     want of a file fails the first build; once the file exists, the same command, without
     ``-E`` and with the page unchanged, executes it again and succeeds."""
-    settings = {
-        name: value
-        for name, value in _conf_values().items()
-        if name.startswith("nb_") or name in ("source_suffix", "nitpicky")
-    }
     source = tmp_path / "source"  # myst-nb writes beside the output folder: keep it apart
     source.mkdir()
-    (source / "conf.py").write_text(
-        f"import sys\nsys.path.insert(0, {str(DOCS / '_ext')!r})\n"
-        'extensions = ["myst_nb", "reread_every_page"]\n'
-        + "".join(f"{name} = {value!r}\n" for name, value in settings.items())
-    )
     data = tmp_path / "data.txt"
-    (source / "index.md").write_text(
-        textwrap.dedent(
-            f"""\
-            ---
-            file_format: mystnb
-            kernelspec:
-              name: python3
-              display_name: Python 3
-              language: python
-            ---
-
-            # A guide
-
-            ```{{code-cell}} ipython3
-            import pathlib
-            print("the data says", pathlib.Path({str(data)!r}).read_text())
-            ```
-            """
-        )
+    _guide_project(
+        source,
+        f'import pathlib\nprint("the data says", pathlib.Path({str(data)!r}).read_text())',
+        extension="reread_every_page",
     )
     build = ("-W", "--keep-going", "-q", str(source), str(tmp_path / "out" / "html"))
     first = _sphinx(*build, timeout=300)
@@ -274,6 +225,38 @@ def test_a_rebuild_executes_a_page_that_failed_before(tmp_path):
     assert second.returncode == 0, second.stdout + second.stderr
     page = (tmp_path / "out" / "html" / "index.html").read_text()
     assert "the data says hello" in page and "Traceback" not in page
+
+
+def _guide_project(source: pathlib.Path, cell: str, extension: str | None = None) -> None:
+    """A docs project in ``source`` of one page like the guides (a MyST notebook of one
+    code cell, ``cell``), with the docs' execution settings, ``myst_nb`` and ``extension``
+    (one of the docs' own, from ``docs/_ext``)."""
+    settings = {
+        name: value
+        for name, value in _conf_values().items()
+        if name.startswith("nb_") or name in ("source_suffix", "nitpicky")
+    }
+    extensions = ["myst_nb"] if extension is None else ["myst_nb", extension]
+    (source / "conf.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(DOCS / '_ext')!r})\n"
+        f"extensions = {extensions!r}\n"
+        + "".join(f"{name} = {value!r}\n" for name, value in settings.items())
+    )
+    front_matter = textwrap.dedent(
+        """\
+        ---
+        file_format: mystnb
+        kernelspec:
+          name: python3
+          display_name: Python 3
+          language: python
+        ---
+
+        # A guide
+
+        """
+    )
+    (source / "index.md").write_text(f"{front_matter}```{{code-cell}} ipython3\n{cell}\n```\n")
 
 
 def _conf_values() -> dict:

@@ -141,6 +141,15 @@ def _max_difference(ours, theirs):
     )
 
 
+def _assert_continues(tx, state, params, grad, theirs):
+    """From the converted ``state``, ``tx`` follows the framework's steps ``theirs`` to its
+    rounding; from a fresh state it does not (the state carried what counts)."""
+    ours, _ = _jax_steps(tx, state, params, grad, len(theirs))
+    _assert_same(ours, theirs)
+    restarted, _ = _jax_steps(tx, tx.init(params), params, grad, len(theirs))
+    assert _max_difference(restarted, theirs) > 100 * ATOL
+
+
 # ---------------------------------------------------------------------------
 # PyTorch.
 
@@ -228,11 +237,7 @@ def test_from_torch_continues_the_torch_run(case):
 
     tx, state = interop.from_torch(checkpoint, params_k, leaf_map=LEAF_MAPS[kind])
     assert jax.tree.structure(state) == jax.tree.structure(tx.init(params_k))
-    ours, _ = _jax_steps(tx, state, params_k, grad, N)
-    _assert_same(ours, theirs)
-
-    restarted, _ = _jax_steps(tx, tx.init(params_k), params_k, grad, N)
-    assert _max_difference(restarted, theirs) > 100 * ATOL
+    _assert_continues(tx, state, params_k, grad, theirs)
 
 
 @pytest.mark.parametrize("case", sorted(TORCH_CASES))
@@ -339,20 +344,28 @@ def test_conv_kernels_take_the_permutation_one_way_and_its_inverse_back():
         torch.testing.assert_close(back["state"][0][name], value, rtol=0, atol=0, msg=name)
 
 
+def _named_linears(seed, steps, **layers):
+    """A torch ``Sequential`` of the ``Linear`` layers ``name=(in, out)``, in that order, its
+    RMSprop (momentum 0.9) built from ``named_parameters()``, and that optimizer's
+    ``state_dict`` after ``steps`` steps of random gradients."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential()
+    for name, (fan_in, fan_out) in layers.items():
+        model.add_module(name, torch.nn.Linear(fan_in, fan_out))
+    optimizer = torch.optim.RMSprop(model.named_parameters(), **TORCH_BASE, momentum=0.9)
+    for _ in range(steps):
+        for t in model.parameters():
+            t.grad = torch.randn_like(t)
+        optimizer.step()
+    return model, optimizer, copy.deepcopy(optimizer.state_dict())
+
+
 def test_from_torch_matches_named_parameters_by_path():
     """An optimizer built from named_parameters() keeps the names: "z.weight" is the leaf at
     params["z"]["weight"], whatever the order (here z before a in torch, a before z in JAX),
     checked value by value; without names, several leaves need leaf_map or match='order'."""
-    torch.manual_seed(1)
-    model = torch.nn.Sequential()
-    model.add_module("z", torch.nn.Linear(3, 2))  # not square: see the test below
-    model.add_module("a", torch.nn.Linear(3, 2))
-    optimizer = torch.optim.RMSprop(model.named_parameters(), **TORCH_BASE, momentum=0.9)
-    for _ in range(3):
-        for t in model.parameters():
-            t.grad = torch.randn_like(t)
-        optimizer.step()
-    checkpoint = copy.deepcopy(optimizer.state_dict())
+    # z before a; not square: see the test below
+    model, optimizer, checkpoint = _named_linears(1, 3, z=(3, 2), a=(3, 2))
     assert checkpoint["param_groups"][0]["param_names"][0] == "z.weight"
     params = {
         name: {kind: getattr(layer, kind).detach().numpy().copy() for kind in ("weight", "bias")}
@@ -714,15 +727,7 @@ def test_to_torch_resumes_into_a_fresh_optimizer_and_scheduler():
 def test_a_square_linear_weight_needs_its_axes():
     """A square Linear weight and its transpose have one shape: matched without axes it is
     refused, naming both ways to say which; with axes it converts, transposed."""
-    torch.manual_seed(0)
-    model = torch.nn.Sequential()
-    model.add_module("fc", torch.nn.Linear(3, 3))
-    optimizer = torch.optim.RMSprop(model.named_parameters(), **TORCH_BASE, momentum=0.9)
-    for _ in range(2):
-        for t in model.parameters():
-            t.grad = torch.randn_like(t)
-        optimizer.step()
-    checkpoint = copy.deepcopy(optimizer.state_dict())
+    model, optimizer, checkpoint = _named_linears(0, 2, fc=(3, 3))
     kernel = model.fc.weight.detach().numpy().T  # JAX's (in, out)
     params = {"fc": {"weight": kernel, "bias": model.fc.bias.detach().numpy()}}
     refusal = r"params\['fc'\]\['weight'\] is square \(3, 3\).*axes=\(1, 0\).*axes=None"
@@ -889,11 +894,7 @@ def test_from_keras_continues_the_keras_run(case):
     tx, state = interop.from_keras(optimizer, params_k)  # leaves matched by path: "w", "b"
     assert int(state.count) == K
     theirs = _keras_steps(optimizer, variables, grad, N)
-
-    ours, _ = _jax_steps(tx, state, params_k, grad, N)
-    _assert_same(ours, theirs)
-    restarted, _ = _jax_steps(tx, tx.init(params_k), params_k, grad, N)
-    assert _max_difference(restarted, theirs) > 100 * ATOL
+    _assert_continues(tx, state, params_k, grad, theirs)
 
 
 @pytest.mark.parametrize("case", sorted(KERAS_CASES))
