@@ -1,6 +1,6 @@
 """What the test files share: the variants of the rule, the storage choices, the presets,
 its float64 oracle, one loop that runs a transformation, one way to compare trees, the trees
-and the problems they run on.
+and the problems they run on, and one distance of a trajectory to the exact one.
 
 The test modules import it as ``helpers`` (pytest puts ``tests/`` on ``sys.path``).
 """
