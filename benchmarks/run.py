@@ -72,6 +72,12 @@ SUITE_VARIANTS = SUITE
 TORCH_VARIANTS = ("plain", "momentum", "centered+momentum")  # torch has no narrower state
 TWIN = {"ours": "ours 2", "optax": "optax 2"}  # each step's second compiled copy
 FLOAT32_STATE = ("plain", "momentum", "centered+momentum")  # where ours must match optax
+# each 8-bit variant and the float32 one with the same buffers
+EIGHT_BIT = {
+    "int8": "plain",
+    "int8+momentum": "momentum",
+    "int8+centered+momentum": "centered+momentum",
+}
 LARGE = ("single-16M", "mlp-28M", "resnet50-25M")  # where the torch target applies
 
 
@@ -357,6 +363,30 @@ def targets(by: Summaries) -> list[dict[str, Any]]:
         {v: s["step_ours_over_floor"] for (w, v), s in by.items() if w == "single-16M"},
         1.2,
         "within 1.2x of the bandwidth floor on the 16M leaf",
+    )
+    # Light state: the 8-bit step against optax's float32 step with the same buffers.
+    for variants_, limit, what in (
+        (("int8",), 1.3, "8-bit v"),
+        (tuple(EIGHT_BIT)[1:], 1.6, "every buffer in 8 bits"),
+    ):
+        all_within(
+            "ours/optax",
+            {f"{w}/{v}": s["step_ours_over_optax"] for (w, v), s in by.items() if v in variants_},
+            limit,
+            f"step time with {what} within {limit}x of optax's float32 step",
+        )
+    bytes_ratio = {}
+    for (w, v), s in by.items():
+        if (f32 := EIGHT_BIT.get(v)) and (w, f32) in by:
+            light = s["bytes_per_param"]["ours"]
+            full = min(by[w, f32]["bytes_per_param"]["ours"], s["bytes_per_param"]["optax"])
+            bytes_ratio[f"{w}/{v} {light:.1f} vs {full:.1f} B/param,"] = light / full
+    all_within(
+        "8-bit vs float32",
+        bytes_ratio,
+        1.0 - 1e-9,
+        "XLA's bytes accessed by the 8-bit step below those of the float32 step with the same "
+        "buffers (the smaller of ours and optax's)",
     )
     return [{"met": bool(met), "text": text} for met, text in out]
 
