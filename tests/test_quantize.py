@@ -210,13 +210,14 @@ def test_state_size_agrees_with_init():
 # optax_rmsprop.quantize (a table of code values and a search, not its bit arithmetic).
 
 
-def code_table() -> np.ndarray:
-    """The value of each code as a fraction of its block's maximum m (float64, exact):
-    code 0 -> 0; code c >= 1 -> 2^(e - 31)·(1 + k/8) where c - 7 = 8e + k, 0 <= k < 8."""
-    table = np.zeros(256)
-    for c in range(1, 256):
+def code_table(codes: int = 256, top_exponent: int = 31) -> np.ndarray:
+    """The value of each code (each magnitude, for signed codes) as a fraction of its
+    block's maximum m (float64, exact): 0 -> 0; c >= 1 -> 2^(e - top_exponent)·(1 + k/8)
+    where c - 7 = 8e + k, 0 <= k < 8."""
+    table = np.zeros(codes)
+    for c in range(1, codes):
         e, k = divmod(c - 7, 8)
-        table[c] = 2.0 ** (e - 31) * (1 + k / 8)
+        table[c] = 2.0 ** (e - top_exponent) * (1 + k / 8)
     return table
 
 
@@ -430,17 +431,7 @@ def test_blocks_with_a_maximum_near_float32_max():
 # The signed code of the first-moment buffers (mu_dtype="int8").
 
 
-def signed_code_table() -> np.ndarray:
-    """The value of each magnitude 0..127 as a fraction of its block's largest |x|:
-    0 -> 0; c >= 1 -> 2^(e - 15)·(1 + k/8) where c - 7 = 8e + k, 0 <= k < 8."""
-    table = np.zeros(128)
-    for c in range(1, 128):
-        e, k = divmod(c - 7, 8)
-        table[c] = 2.0 ** (e - 15) * (1 + k / 8)
-    return table
-
-
-SIGNED_TABLE = signed_code_table()
+SIGNED_TABLE = code_table(128, 15)  # magnitudes 0..127, relative to the block's largest |x|
 
 
 def signed_blocks(config: Int8, seed: int = 0) -> np.ndarray:
