@@ -321,15 +321,6 @@ def block_max_abs(x: jax.Array, config: Int8) -> jax.Array:
     return jnp.maximum(top, -bottom)
 
 
-def _block_max_abs_of_computed(x: jax.Array, config: Int8) -> jax.Array:
-    """:func:`block_max_abs` of an ``x`` the step computes (the new momentum): its maximum
-    and minimum as two reductions, for which XLA:CPU writes ``x`` out once. The single
-    reduction of the pair reads its operand twice, so XLA:CPU would instead write out
-    ``g/√v`` and compute ``x`` again in each pass that needs it."""
-    blocks = _blocks(x, config.block_size)
-    return jnp.maximum(jnp.max(blocks, axis=-1), -jnp.min(blocks, axis=-1))
-
-
 def block_max(q: QuantizedArray, config: Int8) -> jax.Array:
     """The largest value of each block, read from the codes (one byte per value).
 
@@ -429,7 +420,7 @@ def quantize_signed(x: jax.Array, config: Int8, seed: jax.Array | None = None) -
       Array([-4., -1.,  0.,  2.], dtype=float32)
     """
     x = x.astype(jnp.float32)
-    scales = _block_max_abs_of_computed(x, config)
+    scales = block_max_abs(x, config)
     inverse, shift = _per_block_factors(scales)
     spread = functools.partial(_spread, like=x, block_size=config.block_size)
     ratio = jnp.abs(x) * spread(inverse) * spread(shift)
