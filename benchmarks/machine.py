@@ -130,6 +130,7 @@ def machine_info() -> dict[str, Any]:
             round(stats["bytes_limit"] / 2**30, 1) if "bytes_limit" in stats else None
         ),
         "xla_flags": os.environ.get("XLA_FLAGS"),
+        "ld_preload": os.environ.get("LD_PRELOAD"),  # a malloc in place of the C library's
         "git_commit": _git_commit(),
     }
 
@@ -145,4 +146,6 @@ def machine_line(info: dict[str, Any]) -> str:
         f"device {info.get('device_kind')} ({info.get('backend')})",
         ", ".join(f"{name} {info[name]}" for name in names if info.get(name)),
     ]
-    return "; ".join(parts + ([info["date_utc"]] if info.get("date_utc") else []))
+    labels = {"xla_flags": "XLA_FLAGS", "ld_preload": "LD_PRELOAD"}
+    parts.append(", ".join(f"{labels[k]}={info[k]}" for k in labels if info.get(k)))
+    return "; ".join([p for p in parts if p] + ([info["date_utc"]] if info.get("date_utc") else []))

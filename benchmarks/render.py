@@ -69,7 +69,8 @@ def suite_markdown(payload: dict[str, Any], by: Summaries) -> str:
         f"Mode: {meta['mode']}; {meta['rounds']} interleaved rounds for step times, "
         f"{meta['eager_rounds']} for eager, {meta['compile_reps']} compile repetitions; "
         f"medians, and ratios of medians. Wall time {meta['wall_s']:.0f} s.{partial}",
-        f"Reference for `int8` and `bf16` is optax's plain (float32) `rmsprop`. {torch}",
+        "Reference for the 8-bit and bfloat16 variants is optax's `rmsprop` with the same "
+        f"options, in float32. {torch}",
         "Each step is compiled twice, each copy with buffers of its own (where a copy's buffers "
         "lie moves its time by a few per cent for the whole run): ours (ms) and optax (ms) are "
         "the mean of the two copies' medians, ours/optax the ratio of those sums; in brackets, "
@@ -82,6 +83,7 @@ def suite_markdown(payload: dict[str, Any], by: Summaries) -> str:
         "the copy bandwidth (above 100% where arrays stay in cache).",
     ]
     step, cost, compile_, names = [], [], [], []
+    faults = all(s.get("page_faults_per_step") for s in by.values())  # older runs lack them
     for (w, v), s in by.items():
         ms, limit, aa = s["step_ms"], s["useful_bandwidth_fraction"], s["step_aa"]
         q = s["step_ratio_per_round_quartiles"]
@@ -108,6 +110,7 @@ def suite_markdown(payload: dict[str, Any], by: Summaries) -> str:
             [f"{b['ours']:.2f}", f"{b['optax']:.2f}", f"{b['floor']:.2f}"]
             + [f"{s['bytes_ours_minus_optax']:+.0f}", f"{t['ours']:.2f}", f"{t['optax']:.2f}"]
             + [f"{st['ours']:.3f}", f"{st['optax']:.3f}"]
+            + ([f"{s['page_faults_per_step'][k]:.0f}" for k in ("ours", "optax")] if faults else [])
         )
         c, tr, e = s["compile_s"], s["trace_s"], s["eager_ms"]
         compile_.append(
@@ -132,7 +135,8 @@ def suite_markdown(payload: dict[str, Any], by: Summaries) -> str:
     lines += section(
         "Cost: XLA's bytes accessed per parameter, compiled temporary memory, state size",
         ["bytes/param ours", "optax", "floor", "ours - optax (bytes)", "temp MiB ours", "optax"]
-        + ["state bytes/param ours", "optax"],
+        + ["state bytes/param ours", "optax"]
+        + (["page faults/step ours", "optax"] if faults else []),
         cost,
     )
     lines += section(

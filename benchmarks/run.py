@@ -47,6 +47,7 @@ import gc
 import json
 import math
 import os
+import resource
 import statistics
 import sys
 import time
@@ -175,6 +176,14 @@ def copy_runner() -> tuple[Runner, float]:
 # torch, on the JAX arrays' device where it can use it.
 
 
+def page_faults(run: Runner, calls: int = 5) -> float:
+    """Minor page faults of this process per call: memory the step maps afresh (XLA:CPU's
+    temporary arrays, where ``malloc`` returns them to the system between steps)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    run(calls)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
+
+
 def torch_device(enabled: bool) -> str | None:
     if not enabled:
         return None
@@ -277,6 +286,7 @@ def summarize(record: dict[str, Any], copy_bytes: float) -> dict[str, Any]:
         "bytes_ours_minus_optax": xla["ours"]["bytes_accessed"] - xla["optax"]["bytes_accessed"],
         "bytes_ours_over_optax": xla["ours"]["bytes_accessed"] / xla["optax"]["bytes_accessed"],
         "temp_mib": {k: xla[k]["temp_bytes"] / 2**20 for k in ("ours", "optax")},
+        "page_faults_per_step": record.get("page_faults_per_step"),  # older records lack it
         # The bytes each step must move over its time, as a fraction of the copy bandwidth.
         "useful_bandwidth_fraction": {
             k: n * (12 + 2 * own[k]) / t / copy_bps for k, t in main.items()
@@ -496,6 +506,7 @@ class Suite:
                 runners[label] = torch_runner(variant, shapes, foreach, self.torch_device)
         record["step_calls_per_round"] = calls = self.calls(runners)
         record["step_s"] = interleave(runners, self.protocol.rounds, calls, shuffle=seed)
+        record["page_faults_per_step"] = {name: page_faults(runners[name]) for name in txs}
         phase_s["step"], tick = time.perf_counter() - tick, time.perf_counter()
         del runners, compiled, floor
         gc.collect()
