@@ -30,11 +30,12 @@ PY
 #   leaf's dtype (bfloat16 there), so the test's float32 learning rate changes the state's
 #   types and rounds differently; optax 0.2.8 stores them in the widest dtype.
 # - the checkpoint test needs orbax, which is not installed here.
-# - interop's examples import torch and keras, which are not installed here (the newest
-#   versions run them).
+# - interop's examples, and the test of interop's refusal of 8-bit momentum, import torch
+#   and keras, which are not installed here (the newest versions run them).
 "$venv/bin/python" -m pytest -q \
   tests/test_core.py tests/test_hyperparameters.py tests/test_optax_contract.py \
   tests/test_quantize.py tests/test_sharding.py tests/test_packaging.py optax_rmsprop \
   --deselect tests/test_quantize.py::test_int8_state_under_inject_hyperparams \
   --deselect tests/test_sharding.py::test_checkpoint_saved_on_one_mesh_resumes_on_another \
+  --deselect tests/test_quantize.py::test_frameworks_refuse_8_bit_momentum_by_name \
   --ignore optax_rmsprop/interop
